@@ -1,0 +1,29 @@
+"""Machine-wide, crash-safe leases of ports and database directories for parallel test runs."""
+
+from __future__ import annotations
+
+from ._directories import DirectoryLease, lease_directory
+from ._errors import AllocatorConfigError, AllocatorError, LockDirError, PoolExhaustedError
+from ._identity import WorkerIdentity, worker_identity
+from ._leases import LeaseRecord, clean, list_leases
+from ._lockdir import lock_dir
+from ._ports import DEFAULT_PORT_RANGE, PortLease, lease_port, parse_port_range
+
+__all__ = [
+    "DEFAULT_PORT_RANGE",
+    "AllocatorConfigError",
+    "AllocatorError",
+    "DirectoryLease",
+    "LeaseRecord",
+    "LockDirError",
+    "PoolExhaustedError",
+    "PortLease",
+    "WorkerIdentity",
+    "clean",
+    "lease_directory",
+    "lease_port",
+    "list_leases",
+    "lock_dir",
+    "parse_port_range",
+    "worker_identity",
+]

@@ -1,0 +1,309 @@
+"""Kernel-held locks, the owner records written beside them, and the views built on both.
+
+Ownership of a resource is the flock() on its lock file, nothing else: the kernel drops it the
+moment the holding process dies, however it dies. The JSON record next to the lock only says who
+took it, for error messages and `prefect-testkit leases`; it is never trusted to decide liveness.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import shutil
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from filelock import Timeout, UnixFileLock
+
+from ._config import LOCK_DIR_ENV
+from ._errors import LockDirError
+from ._identity import worker_identity
+from ._lockdir import DIRECTORIES_SUBDIR, PORTS_SUBDIR, lock_dir
+
+LeaseKind = Literal["port", "directory"]
+
+LOCK_SUFFIX = ".lock"
+RECORD_SUFFIX = ".json"
+RECORD_TMP_SUFFIX = ".json.tmp"
+_RECORD_VERSION = 1
+_MAX_HOLDERS_SHOWN = 10
+_CMDLINE_CHARS = 160
+
+
+class HeldLock:
+    """One acquired flock plus the owner record it vouches for; released at most once."""
+
+    def __init__(self, lock: UnixFileLock, lock_path: Path) -> None:
+        self._lock = lock
+        self.lock_path = lock_path
+        self._mutex = threading.Lock()
+        self._released = False
+
+    @property
+    def record_path(self) -> Path:
+        return record_path_for(self.lock_path)
+
+    @property
+    def released(self) -> bool:
+        return self._released
+
+    def write_record(self, kind: LeaseKind, resource: str, path: Path | None) -> None:
+        identity = worker_identity()
+        pid = os.getpid()
+        record = {
+            "version": _RECORD_VERSION,
+            "kind": kind,
+            "resource": resource,
+            "path": None if path is None else str(path),
+            "pid": pid,
+            "start_time": process_start_time(pid),
+            "cmdline": process_cmdline(),
+            "worker": identity.worker,
+            "run_id": identity.run_id,
+            "acquired_at": time.time(),
+        }
+        tmp = self.lock_path.with_suffix(RECORD_TMP_SUFFIX)
+        # Only the lock holder writes these names, so a fixed temporary name cannot collide; the
+        # rename keeps readers from ever seeing half a record.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            json.dump(record, stream)
+        os.replace(tmp, self.record_path)
+
+    def unlock_only(self) -> None:
+        """Drop the lock but keep the record: for probes, which must not erase a holder's record."""
+        with self._mutex:
+            if not self._released:
+                self._released = True
+                self._lock.release()
+
+    def release(self, before_unlock: list[Path] | None = None) -> None:
+        """Delete the record (and `before_unlock` paths) while still holding, then unlock."""
+        with self._mutex:
+            if self._released:
+                return
+            self._released = True
+            try:
+                for path in [self.record_path, *(before_unlock or [])]:
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+            finally:
+                self._lock.release()
+
+
+def record_path_for(lock_path: Path) -> Path:
+    return lock_path.with_suffix(RECORD_SUFFIX)
+
+
+def try_lock(lock_path: Path) -> HeldLock | None:
+    """Take the lock without waiting; None if someone else (this process included) holds it."""
+    # A fresh, non-singleton, non-thread-local lock object per attempt: filelock's singleton and
+    # per-thread modes count re-acquisitions of one path instead of excluding them, which would
+    # grant two leases in one process the same resource. Distinct objects open distinct file
+    # descriptions, and flock() excludes those from each other even inside one process.
+    # fallback_to_soft=False: a marker-file lock would not be freed when its holder is killed.
+    lock = UnixFileLock(
+        lock_path,
+        mode=0o600,
+        thread_local=False,
+        is_singleton=False,
+        fallback_to_soft=False,
+        preserve_lock_file=True,
+    )
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        return None
+    except OSError as error:
+        raise LockDirError(
+            f"cannot lock {lock_path}: {error.strerror or error}. The lock directory must be on a "
+            f"local filesystem that supports flock(); set {LOCK_DIR_ENV} to one"
+        ) from error
+    return HeldLock(lock, lock_path)
+
+
+_own_start_time: dict[int, float | None] = {}
+
+
+def process_start_time(pid: int) -> float | None:
+    """Seconds since the epoch when `pid` started (Linux /proc), to tell a reused pid apart."""
+    if pid in _own_start_time:
+        return _own_start_time[pid]
+    try:
+        stat_text = Path(f"/proc/{pid}/stat").read_text()
+        ticks = int(stat_text[stat_text.rindex(")") + 2 :].split()[19])
+        boot_time = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+        started: float | None = boot_time + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        started = None
+    if pid == os.getpid():
+        _own_start_time[pid] = started
+    return started
+
+
+def process_cmdline() -> str:
+    try:
+        raw = Path("/proc/self/cmdline").read_bytes()
+        argv = [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+    except OSError:
+        argv = list(getattr(sys, "orig_argv", sys.argv))
+    return shlex.join(argv)
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    """A live lease as its holder described itself. Diagnostic data only."""
+
+    kind: LeaseKind
+    resource: str
+    lock_path: Path
+    path: Path | None
+    pid: int | None
+    start_time: float | None
+    cmdline: str
+    worker: str
+    run_id: str
+    acquired_at: float | None
+
+    @property
+    def age(self) -> float | None:
+        """Seconds since the lease was taken, or None if the holder has not written its record."""
+        return None if self.acquired_at is None else max(0.0, time.time() - self.acquired_at)
+
+    def describe(self) -> str:
+        age = "age unknown" if self.age is None else f"age {self.age:.1f}s"
+        pid = "pid unknown" if self.pid is None else f"pid {self.pid}"
+        return f"{self.resource}: {pid}, {age}, worker {self.worker}, command: {self.short_cmdline}"
+
+    @property
+    def short_cmdline(self) -> str:
+        """The command line on one line, cut to a readable length."""
+        flat = " ".join(self.cmdline.split())
+        return flat if len(flat) <= _CMDLINE_CHARS else flat[: _CMDLINE_CHARS - 3] + "..."
+
+
+def _read_record(kind: LeaseKind, lock_path: Path) -> LeaseRecord:
+    resource = f"{kind} {lock_path.name.removesuffix(LOCK_SUFFIX)}"
+    try:
+        data = json.loads(record_path_for(lock_path).read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise TypeError
+        path = data.get("path")
+        pid = data.get("pid")
+        start_time = data.get("start_time")
+        acquired_at = data.get("acquired_at")
+        return LeaseRecord(
+            kind=kind,
+            resource=str(data.get("resource", resource)),
+            lock_path=lock_path,
+            path=Path(path) if isinstance(path, str) else None,
+            pid=pid if isinstance(pid, int) else None,
+            start_time=float(start_time) if isinstance(start_time, (int, float)) else None,
+            cmdline=str(data.get("cmdline", "?")),
+            worker=str(data.get("worker", "?")),
+            run_id=str(data.get("run_id", "?")),
+            acquired_at=float(acquired_at) if isinstance(acquired_at, (int, float)) else None,
+        )
+    except (OSError, ValueError, TypeError):
+        # The holder is between taking the lock and writing its record, or was written by
+        # something else; the lock alone proves the lease is live.
+        return LeaseRecord(kind, resource, lock_path, None, None, None, "?", "?", "?", None)
+
+
+def holder_of(kind: LeaseKind, lock_path: Path) -> LeaseRecord:
+    return _read_record(kind, lock_path)
+
+
+def describe_holders(records: list[LeaseRecord]) -> str:
+    lines = [f"  - {record.describe()}" for record in records[:_MAX_HOLDERS_SHOWN]]
+    if len(records) > _MAX_HOLDERS_SHOWN:
+        lines.append(f"  - ... and {len(records) - _MAX_HOLDERS_SHOWN} more")
+    return "\n".join(lines)
+
+
+def _lock_files(subdir: Path) -> list[Path]:
+    try:
+        return sorted(entry for entry in subdir.iterdir() if entry.name.endswith(LOCK_SUFFIX))
+    except FileNotFoundError:
+        return []
+
+
+def _is_held(lock_path: Path) -> bool:
+    held = try_lock(lock_path)
+    if held is None:
+        return True
+    held.unlock_only()
+    return False
+
+
+def list_leases() -> list[LeaseRecord]:
+    """Every live lease, found by probing each lock without waiting (records are not trusted)."""
+    root = lock_dir()
+    leases: list[LeaseRecord] = []
+    for kind, subdir in (("port", PORTS_SUBDIR), ("directory", DIRECTORIES_SUBDIR)):
+        for lock_path in _lock_files(root / subdir):
+            if _is_held(lock_path):
+                leases.append(_read_record(kind, lock_path))  # type: ignore[arg-type]
+    return leases
+
+
+def _remove_path(path: Path) -> bool:
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def clean() -> list[Path]:
+    """Remove leased directories, records and directory locks that no live process holds."""
+    root = lock_dir()
+    removed: list[Path] = []
+    directories = root / DIRECTORIES_SUBDIR
+    names: set[str] = set()
+    with contextlib.suppress(FileNotFoundError):
+        for entry in directories.iterdir():
+            name = entry.name
+            for suffix in (LOCK_SUFFIX, RECORD_TMP_SUFFIX, RECORD_SUFFIX):
+                name = name.removesuffix(suffix)
+            names.add(name)
+    for name in sorted(names):
+        lock_path = directories / f"{name}{LOCK_SUFFIX}"
+        held = try_lock(lock_path)
+        if held is None:
+            continue
+        leftovers = [directories / name, lock_path.with_suffix(RECORD_TMP_SUFFIX), held.record_path]
+        try:
+            removed.extend(path for path in leftovers if _remove_path(path))
+        finally:
+            # The lock file goes last and while still held: a process that opened it before the
+            # unlink finds it unlinked after flock() succeeds, and filelock then retries on a
+            # fresh file, so deleting it can never grant one directory twice.
+            held.release(before_unlock=[lock_path])
+    for lock_path in _lock_files(root / PORTS_SUBDIR):
+        # Port lock files stay forever: there are at most 65535 and waiters may hold them open.
+        record = record_path_for(lock_path)
+        tmp = lock_path.with_suffix(RECORD_TMP_SUFFIX)
+        if not (record.exists() or tmp.exists()):
+            continue
+        held = try_lock(lock_path)
+        if held is None:
+            continue
+        try:
+            removed.extend(path for path in (record, tmp) if _remove_path(path))
+        finally:
+            held.unlock_only()
+    return removed

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.sorting import LogSort
+from prefect.logging.handlers import APILogWorker
+
+from prefect_testkit_logging._util import coerce_uuid
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import Log
+
+#: The server refuses a larger ``limit`` (PREFECT_SERVER_API_DEFAULT_LIMIT defaults to 200).
+PAGE_SIZE = 200
+
+
+@dataclass(frozen=True)
+class StoredLog:
+    """A log line as the Prefect API stored it."""
+
+    timestamp: datetime
+    level: int
+    message: str
+    logger_name: str
+    flow_run_id: UUID | None
+    task_run_id: UUID | None
+
+    @property
+    def level_name(self) -> str:
+        return logging.getLevelName(self.level)
+
+
+def _to_stored(log: Log) -> StoredLog:
+    return StoredLog(
+        timestamp=log.timestamp,
+        level=log.level,
+        message=log.message,
+        logger_name=log.name,
+        flow_run_id=log.flow_run_id,
+        task_run_id=log.task_run_id,
+    )
+
+
+def _check_args(flow_run_id: object, include_task_runs: object, drain_timeout: object) -> LogFilter:
+    run = coerce_uuid(flow_run_id, argument="flow_run_id")
+    if not isinstance(include_task_runs, bool):
+        raise TypeError(
+            f"include_task_runs must be a bool, got {type(include_task_runs).__name__}: "
+            f"{include_task_runs!r}"
+        )
+    if isinstance(drain_timeout, bool) or not isinstance(drain_timeout, (int, float)):
+        raise TypeError(
+            f"drain_timeout must be a number of seconds, got {type(drain_timeout).__name__}: "
+            f"{drain_timeout!r}"
+        )
+    return LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run]))
+
+
+def _finish(pages: Sequence[Log], include_task_runs: bool) -> list[StoredLog]:
+    logs = [log for log in pages if include_task_runs or log.task_run_id is None]
+    # sorted() is stable, so lines with equal timestamps keep the order the server gave.
+    return sorted((_to_stored(log) for log in logs), key=lambda log: log.timestamp)
+
+
+def _drain_sync(timeout: float) -> None:
+    # drain_all() returns a coroutine when this thread runs an event loop (e.g. the sync
+    # reader called from an async test); draining from a fresh thread always blocks instead.
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        APILogWorker.drain_all(timeout=timeout)
+        return
+    worker = threading.Thread(
+        target=APILogWorker.drain_all, kwargs={"timeout": timeout}, name="drain-api-logs"
+    )
+    worker.start()
+    worker.join()
+
+
+def read_run_logs(
+    flow_run_id: UUID | str,
+    *,
+    include_task_runs: bool = True,
+    drain_timeout: float = 10.0,
+) -> list[StoredLog]:
+    """Return the logs the API stored for one flow run, oldest first.
+
+    First drains Prefect's ``APILogWorker`` (waiting up to ``drain_timeout`` seconds), which
+    sends logs in batches in the background, so lines logged just before the run finished
+    are included. Reads every page. With ``include_task_runs=False`` only the flow run's
+    own lines are returned. Logs of subflows belong to the subflow's own run id.
+    """
+    log_filter = _check_args(flow_run_id, include_task_runs, drain_timeout)
+    _drain_sync(drain_timeout)
+    collected: list[Log] = []
+    with get_client(sync_client=True) as client:
+        while True:
+            page = client.read_logs(
+                log_filter=log_filter,
+                limit=PAGE_SIZE,
+                offset=len(collected),
+                sort=LogSort.TIMESTAMP_ASC,
+            )
+            collected.extend(page)
+            if len(page) < PAGE_SIZE:
+                break
+    return _finish(collected, include_task_runs)
+
+
+async def aread_run_logs(
+    flow_run_id: UUID | str,
+    *,
+    include_task_runs: bool = True,
+    drain_timeout: float = 10.0,
+) -> list[StoredLog]:
+    """Async twin of :func:`read_run_logs`."""
+    log_filter = _check_args(flow_run_id, include_task_runs, drain_timeout)
+    drained = APILogWorker.drain_all(timeout=drain_timeout)
+    if inspect.isawaitable(drained):
+        await drained
+    collected: list[Log] = []
+    async with get_client() as client:
+        while True:
+            page = await client.read_logs(
+                log_filter=log_filter,
+                limit=PAGE_SIZE,
+                offset=len(collected),
+                sort=LogSort.TIMESTAMP_ASC,
+            )
+            collected.extend(page)
+            if len(page) < PAGE_SIZE:
+                break
+    return _finish(collected, include_task_runs)

@@ -11,8 +11,6 @@ from ._errors import AllocatorError
 from ._leases import LeaseRecord, clean, list_leases
 from ._lockdir import bazel_note, configured_lock_dir, filesystem_type
 
-_COMMAND_WIDTH = 80
-
 
 def _format_age(seconds: float | None) -> str:
     if seconds is None:
@@ -22,11 +20,6 @@ def _format_age(seconds: float | None) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.1f}m"
     return f"{seconds / 3600:.1f}h"
-
-
-def _shorten(text: str, width: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 3] + "..."
 
 
 def _as_json(record: LeaseRecord) -> dict[str, object]:
@@ -59,7 +52,7 @@ def _leases(args: argparse.Namespace) -> int:
             "?" if record.pid is None else str(record.pid),
             _format_age(record.age),
             record.worker,
-            _shorten(record.cmdline, _COMMAND_WIDTH),
+            record.short_cmdline,
         )
         for record in records
     ]

@@ -119,7 +119,7 @@ def _check_filesystem(path: Path) -> None:
     )
 
 
-def _check_ownership(path: Path, st: os.stat_result, what: str) -> None:
+def _check_owner(path: Path, st: os.stat_result, what: str) -> None:
     uid = os.geteuid()
     if st.st_uid != uid:
         raise LockDirError(
@@ -127,6 +127,10 @@ def _check_ownership(path: Path, st: os.stat_result, what: str) -> None:
             "could then hold, steal or read your leases and databases. Remove it, or set "
             f"{LOCK_DIR_ENV} to a directory you own"
         )
+
+
+def _check_ownership(path: Path, st: os.stat_result, what: str) -> None:
+    _check_owner(path, st, what)
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise LockDirError(
             f"{what} {path} has mode {stat.S_IMODE(st.st_mode):04o}, writable by group or others, "
@@ -153,7 +157,8 @@ def _ensure_private_dir(path: Path, what: str) -> None:
     except OSError as error:
         raise LockDirError(f"cannot inspect {what} {path}: {error.strerror or error}") from error
     if stat.S_ISLNK(st.st_mode):
-        _check_ownership(path, st, f"{what} (a symlink)")
+        # A symlink's own mode is always 0777 and means nothing; whoever owns it can redirect it.
+        _check_owner(path, st, f"{what} (a symlink)")
         try:
             st = path.stat()
         except OSError as error:

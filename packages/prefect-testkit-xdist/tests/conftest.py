@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HELPERS = Path(__file__).parent / "helpers"
+
+# Every variable the allocator reads; tests start from none of them so that running this suite
+# under xdist, Bazel or nox does not change what it checks.
+_ALLOCATOR_ENV = (
+    "PREFECT_TESTKIT_LOCK_DIR",
+    "PREFECT_TESTKIT_PORT_RANGE",
+    "PREFECT_TESTKIT_LEASE_TIMEOUT",
+    "PREFECT_TESTKIT_ALLOW_NETWORK_FS",
+    "PYTEST_XDIST_TESTRUNUID",
+    "PYTEST_XDIST_WORKER",
+    "PYTEST_XDIST_WORKER_COUNT",
+    "TEST_SHARD_INDEX",
+    "TEST_TOTAL_SHARDS",
+    "TEST_TMPDIR",
+    "NOX_CURRENT_SESSION",
+)
+
+
+@pytest.fixture(autouse=True)
+def lock_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private lock directory per test, so tests never see each other's (or real) leases."""
+    for name in _ALLOCATOR_ENV:
+        monkeypatch.delenv(name, raising=False)
+    root = tmp_path / "locks"
+    monkeypatch.setenv("PREFECT_TESTKIT_LOCK_DIR", str(root))
+    return root
+
+
+@pytest.fixture
+def free_port_range() -> range:
+    """A few consecutive ports that nothing was listening on a moment ago.
+
+    Tests that need the pool exhausted use this instead of fixed numbers, which could clash with
+    whatever else runs on the machine.
+    """
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base + 4 > 65535:
+            continue
+        ports = range(base, base + 4)
+        if all(_bindable(port) for port in ports):
+            return ports
+    raise RuntimeError("could not find 4 consecutive free ports")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "prefect_testkit_xdist._cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ.copy(),
+        check=False,
+    )
+
+
+def start_holder(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """Start helpers/holder.py, wait until it holds its leases, and return what it reported."""
+    process = subprocess.Popen(
+        [sys.executable, str(HELPERS / "holder.py"), *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        process.kill()
+        process.wait()
+        raise RuntimeError("holder exited before taking its leases")
+    return process, dict(item.split("=", 1) for item in line.split())
+
+
+def stop_holder(process: subprocess.Popen[str]) -> None:
+    process.kill()
+    process.wait()
+    if process.stdout is not None:
+        process.stdout.close()

@@ -37,23 +37,25 @@ def lock_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-@pytest.fixture
-def free_port_range() -> range:
-    """A few consecutive ports that nothing was listening on a moment ago.
+def free_ports(count: int) -> range:
+    """`count` consecutive ports that nothing was listening on a moment ago.
 
-    Tests that need the pool exhausted use this instead of fixed numbers, which could clash with
-    whatever else runs on the machine.
+    Tests use these instead of fixed numbers, which could clash with whatever else runs on the
+    machine (other test suites lease from 8000-8999 through the real lock directory).
     """
-    for _ in range(50):
+    for _ in range(100):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             base = probe.getsockname()[1]
-        if base + 4 > 65535:
-            continue
-        ports = range(base, base + 4)
-        if all(_bindable(port) for port in ports):
+        ports = range(base, base + count)
+        if ports[-1] <= 65535 and all(_bindable(port) for port in ports):
             return ports
-    raise RuntimeError("could not find 4 consecutive free ports")
+    raise RuntimeError(f"could not find {count} consecutive free ports")
+
+
+@pytest.fixture
+def free_port_range() -> range:
+    return free_ports(4)
 
 
 def _bindable(port: int) -> bool:

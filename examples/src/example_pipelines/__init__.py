@@ -1,0 +1,1 @@
+"""Example Prefect flows: an order-processing pipeline, sync and async."""

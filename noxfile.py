@@ -1,0 +1,74 @@
+"""Developer sessions for the prefect-testkit monorepo.
+
+    nox -s demo        run the example project's tests with the toolkit
+    nox -s tests       test each package alone, then the cross-package tests
+    nox -s lint        ruff check and format check
+    nox -s typecheck   mypy --strict on every package's src/
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.error_on_missing_interpreters = True
+
+ROOT = Path(__file__).parent
+PACKAGES_DIR = ROOT / "packages"
+PACKAGES = sorted(p.name for p in PACKAGES_DIR.iterdir() if (p / "pyproject.toml").is_file())
+CROSS_PACKAGE = "cross-package"
+
+
+def dependency_group(project: Path, group: str) -> list[str]:
+    """A pyproject dependency group, with this repository's packages resolved to their paths."""
+    groups = tomllib.loads((project / "pyproject.toml").read_text())["dependency-groups"]
+    return [str(PACKAGES_DIR / req) if req in PACKAGES else req for req in groups[group]]
+
+
+def all_packages() -> list[str]:
+    return [str(PACKAGES_DIR / name) for name in PACKAGES]
+
+
+@nox.session
+@nox.parametrize("target", [*PACKAGES, CROSS_PACKAGE])
+def tests(session: nox.Session, target: str) -> None:
+    """Test one package in a virtualenv with only it and its declared dependencies."""
+    if target == CROSS_PACKAGE:
+        session.install(*all_packages(), *dependency_group(ROOT, "test"))
+        session.run("pytest", "tests", *session.posargs)
+        return
+    package = PACKAGES_DIR / target
+    # Not editable: the tests import what a user would install, so a file missing from
+    # the wheel or an undeclared dependency fails here.
+    session.install(str(package), *dependency_group(package, "test"))
+    session.chdir(package)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Lint and check formatting with ruff."""
+    session.install(*dependency_group(ROOT, "lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """Type-check every package's src/ with mypy --strict."""
+    session.install(*all_packages(), *dependency_group(ROOT, "typecheck"))
+    for name in PACKAGES:
+        session.run("mypy", str(PACKAGES_DIR / name / "src"))
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Run the example project's test suite against the toolkit and show what it did."""
+    examples = ROOT / "examples"
+    session.install(*all_packages(), str(examples), *dependency_group(examples, "test"))
+    session.chdir(examples)
+    session.run("pytest", *session.posargs)

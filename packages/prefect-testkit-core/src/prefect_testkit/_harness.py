@@ -1,0 +1,255 @@
+"""``prefect_test_harness``: a temporary Prefect API server and database for tests."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import prefect.context
+import prefect.settings
+from prefect_testkit_xdist import AllocatorConfigError, lease_directory, lease_port, parse_port_range
+
+from prefect_testkit._errors import HarnessConfigError
+from prefect_testkit._process import LOG_TAIL_LINES, ServerProcess, read_log_tail
+
+PortRange = range | tuple[int, int] | str
+
+
+@dataclass(frozen=True)
+class HarnessHandle:
+    """Where the harness's server, database and files are."""
+
+    api_url: str
+    port: int
+    database_url: str
+    database_file: Path
+    home: Path
+    directory: Path
+    log_path: Path
+    server_pid: int
+    startup_seconds: float
+    _server: ServerProcess = field(repr=False, compare=False)
+
+    @property
+    def server_returncode(self) -> int | None:
+        """None while the server runs; its exit code once it has stopped."""
+        return self._server.returncode
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        """The last lines the server wrote to its log."""
+        return read_log_tail(self.log_path, lines)
+
+
+@contextmanager
+def prefect_test_harness(
+    server_startup_timeout: float | None = 30,
+    *,
+    port_range: PortRange | None = None,
+    keep_files: bool = False,
+    initial_database: str | os.PathLike[str] | None = None,
+) -> Iterator[HarnessHandle]:
+    """Run flows against a temporary Prefect API server and SQLite database.
+
+    A drop-in for ``prefect.testing.utilities.prefect_test_harness``: same call, same
+    default timeout, ``None`` falls back to ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``.
+
+    Args:
+        server_startup_timeout: Seconds to wait for the server to become healthy.
+        port_range: Ports to lease from (``range``, inclusive ``(low, high)`` or
+            ``"low-high"``); default ``PREFECT_TESTKIT_PORT_RANGE`` or 8000-8999.
+        keep_files: Keep the database, home and server log after exit.
+        initial_database: A SQLite file to start from; it is copied, never modified.
+
+    Yields:
+        A `HarnessHandle` naming the API URL, port, database, home and server log.
+    """
+    timeout = _startup_timeout(server_startup_timeout)
+    ports = _port_range(port_range)
+    if not isinstance(keep_files, bool):
+        raise HarnessConfigError(f"keep_files must be True or False, got {keep_files!r}")
+    seed = _initial_database(initial_database)
+    _require_sqlite()
+
+    with ExitStack() as stack:
+        directory_lease = lease_directory("harness")
+        stack.callback(directory_lease.release, remove=not keep_files)
+        directory = directory_lease.path
+        database_file = directory / "prefect.db"
+        home = directory / "home"
+        home.mkdir(mode=0o700)
+        if seed is not None:
+            shutil.copyfile(seed, database_file)
+        database_url = f"sqlite+aiosqlite:///{database_file}"
+
+        from prefect.server.database.dependencies import temporary_database_interface
+
+        stack.enter_context(temporary_database_interface())
+        stack.enter_context(
+            prefect.settings.temporary_settings(
+                updates={
+                    prefect.settings.PREFECT_HOME: str(home),
+                    prefect.settings.PREFECT_SERVER_DATABASE_CONNECTION_URL: database_url,
+                }
+            )
+        )
+
+        server = ServerProcess(
+            stack.enter_context(lease_port(ports)), _server_environment(), directory / "server.log"
+        )
+        stack.callback(server.stop)
+        startup_seconds = server.wait_until_healthy(
+            timeout,
+            {
+                "database": database_file,
+                "directory": directory
+                if keep_files
+                else f"{directory} (removed on exit; pass keep_files=True to keep it)",
+            },
+        )
+
+        stack.enter_context(
+            prefect.settings.temporary_settings(
+                updates={prefect.settings.PREFECT_API_URL: server.api_url}
+            )
+        )
+        # Contexts copied before the harness started (an IsolatedAsyncioTestCase built at
+        # collection time, say) read the process-global settings: point those at us too.
+        stack.enter_context(
+            prefect.context._temporary_global_settings_context(
+                prefect.context.get_settings_context()
+            )
+        )
+        _register_as_default_server(stack, server.port)
+
+        yield HarnessHandle(
+            api_url=server.api_url,
+            port=server.port,
+            database_url=database_url,
+            database_file=database_file,
+            home=home,
+            directory=directory,
+            log_path=server.log_path,
+            server_pid=server.pid,
+            startup_seconds=startup_seconds,
+            _server=server,
+        )
+
+        # Only on a normal exit: after an exception the body's last logs matter less
+        # than a prompt teardown, and a dead server would make the drain wait.
+        if server.returncode is None:
+            _drain_workers()
+
+
+def _startup_timeout(value: object) -> float:
+    setting = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+    source = "server_startup_timeout"
+    if value is None:
+        value = prefect.settings.PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+        source = f"{setting} (used because server_startup_timeout is None)"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise HarnessConfigError(
+            f"{source} must be a positive number of seconds, got {value!r} "
+            f"({type(value).__name__}); pass e.g. server_startup_timeout=30"
+        )
+    if not math.isfinite(value) or value <= 0:
+        raise HarnessConfigError(
+            f"{source} must be a positive, finite number of seconds, got {value!r}; "
+            "pass e.g. server_startup_timeout=30"
+        )
+    return float(value)
+
+
+def _port_range(value: PortRange | None) -> range | None:
+    if value is None:
+        return None
+    try:
+        return parse_port_range(value)
+    except AllocatorConfigError as exc:
+        raise HarnessConfigError(f"port_range: {exc}") from None
+
+
+def _initial_database(value: str | os.PathLike[str] | None) -> Path | None:
+    if value is None:
+        return None
+    if not isinstance(value, str | os.PathLike):
+        raise HarnessConfigError(
+            f"initial_database must be a path to a SQLite file or None, got {value!r}"
+        )
+    path = Path(value)
+    if not path.is_file():
+        raise HarnessConfigError(
+            f"initial_database {str(path)!r} is not an existing file; "
+            "pass the path of a SQLite database or None for an empty one"
+        )
+    return path
+
+
+def _require_sqlite() -> None:
+    try:
+        import sqlite3  # noqa: F401
+    except ImportError as exc:
+        raise HarnessConfigError(
+            "The harness needs Python's sqlite3 module, which this interpreter lacks "
+            f"({exc}). Install SQLite's headers (Debian/Ubuntu: libsqlite3-dev; Fedora: "
+            "sqlite-devel) and rebuild Python, or use a Python build that includes sqlite3."
+        ) from None
+
+
+def _server_environment() -> dict[str, str]:
+    """The child's environment: ours, the current Prefect settings, and test-server defaults."""
+    settings_env = prefect.settings.get_current_settings().to_environment_variables(
+        exclude_unset=True
+    )
+    return {
+        **os.environ,
+        **settings_env,
+        # A test server must make no connection beyond loopback.
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+    }
+
+
+def _register_as_default_server(stack: ExitStack, port: int) -> None:
+    """Make Prefect code that asks for "the" ephemeral server find ours, not start one."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    registry = SubprocessASGIServer._instances
+    saved = {key: registry.get(key) for key in (None, port)}
+    alias = SubprocessASGIServer(port=port)
+    alias.running = True  # so that start() never spawns a second server
+    registry[None] = alias
+
+    def restore() -> None:
+        for key, previous in saved.items():
+            if previous is None:
+                registry.pop(key, None)
+            else:
+                registry[key] = previous
+
+    stack.callback(restore)
+
+
+def _drain_workers() -> None:
+    """Flush Prefect's log and event workers into the server before it stops."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def drain() -> None:
+        try:
+            result = APILogWorker.instance().drain()
+            if inspect.isawaitable(result):
+                await result
+        except RuntimeError:
+            pass  # the log worker was never started
+        result = EventsWorker.drain_all()
+        if inspect.isawaitable(result):
+            await result
+
+    run_coro_as_sync(drain())

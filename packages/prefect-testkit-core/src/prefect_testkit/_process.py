@@ -1,0 +1,144 @@
+"""The server child process: spawn it on a leased socket, wait until it is healthy, stop it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+from prefect_testkit_xdist import PortLease
+
+from prefect_testkit._errors import HarnessStartupError
+from prefect_testkit._protocol import IDENTITY_HEADER, LISTEN_FD_ENV, NONCE_ENV, PARENT_PIPE_FD_ENV
+
+_POLL_SECONDS = 0.05
+_STOP_GRACE_SECONDS = 5.0
+LOG_TAIL_LINES = 30
+
+
+def read_log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of a log file, or a note saying why there are none."""
+    try:
+        with path.open("rb") as log:
+            log.seek(0, os.SEEK_END)
+            log.seek(max(0, log.tell() - 64 * 1024))
+            text = log.read().decode("utf-8", "replace")
+    except OSError as exc:
+        return f"(server log unreadable: {exc})"
+    tail = text.splitlines()[-lines:]
+    return "\n".join(tail) if tail else "(server log is empty)"
+
+
+class ServerProcess:
+    """A Prefect API server serving a leased, already bound socket in a child process."""
+
+    def __init__(self, port_lease: PortLease, env: Mapping[str, str], log_path: Path) -> None:
+        self.port = port_lease.port
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.log_path = log_path
+        self._nonce = secrets.token_hex(16)
+        parent_read, self._parent_write = os.pipe()
+        listen_fd = port_lease.socket.fileno()
+        try:
+            with log_path.open("ab") as log:
+                self._popen = subprocess.Popen(
+                    [sys.executable, "-m", "prefect_testkit._server"],
+                    env={
+                        **env,
+                        LISTEN_FD_ENV: str(listen_fd),
+                        PARENT_PIPE_FD_ENV: str(parent_read),
+                        NONCE_ENV: self._nonce,
+                    },
+                    pass_fds=(listen_fd, parent_read),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    # Ctrl-C in a terminal must reach the test process only, so that it
+                    # can drain logs into a still running server and then stop it.
+                    start_new_session=True,
+                )
+        except BaseException:
+            os.close(self._parent_write)
+            raise
+        finally:
+            os.close(parent_read)
+        # The child holds the socket now. Closing our copy means that if the child dies,
+        # clients get "connection refused" at once instead of queueing on a socket that
+        # nobody accepts on. The port stays ours: its lease lock is still held.
+        port_lease.socket.close()
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.poll()
+
+    def wait_until_healthy(self, timeout: float, describe: Mapping[str, object]) -> float:
+        """Block until our child answers ``/api/health``; return the seconds it took."""
+        started = time.monotonic()
+        deadline = started + timeout
+        last_problem = "no answer yet"
+        # trust_env=False: a proxy from the environment must never see loopback traffic.
+        with httpx.Client(trust_env=False, timeout=2.0) as client:
+            while True:
+                if self.returncode is not None:
+                    self._fail(f"the server exited with code {self.returncode}", started, describe)
+                try:
+                    response = client.get(f"{self.api_url}/health")
+                except httpx.TransportError as exc:
+                    last_problem = f"{type(exc).__name__}: {exc}"
+                else:
+                    if response.headers.get(IDENTITY_HEADER) != self._nonce:
+                        # Cannot happen while we hold the socket; checked anyway because
+                        # trusting a stranger's answer is the failure this harness exists
+                        # to prevent.
+                        self._fail("a process other than our server answered", started, describe)
+                    if response.status_code == 200:
+                        return time.monotonic() - started
+                    last_problem = f"/api/health answered HTTP {response.status_code}"
+                if time.monotonic() >= deadline:
+                    self._fail(
+                        f"timed out after {timeout:g} s (last: {last_problem})", started, describe
+                    )
+                time.sleep(_POLL_SECONDS)
+
+    def _fail(self, reason: str, started: float, describe: Mapping[str, object]) -> None:
+        self.stop()
+        details = "\n".join(f"  {key}: {value}" for key, value in describe.items())
+        raise HarnessStartupError(
+            f"The Prefect test server did not start: {reason}.\n"
+            f"  port: {self.port}\n"
+            f"  exit code: {self.returncode}\n"
+            f"  elapsed: {time.monotonic() - started:.2f} s\n"
+            f"{details}\n"
+            f"  last lines of the server log ({self.log_path}):\n"
+            + _indent(read_log_tail(self.log_path))
+        )
+
+    def stop(self) -> None:
+        """Terminate the child (SIGKILL after a grace period) and reap it. Idempotent."""
+        if self._parent_write >= 0:
+            os.close(self._parent_write)
+            self._parent_write = -1
+        if self._popen.poll() is None:
+            self._popen.terminate()
+            try:
+                self._popen.wait(_STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                # The whole session: whatever the server started goes with it.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self._popen.pid, signal.SIGKILL)
+                self._popen.wait()
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"    {line}" for line in text.splitlines())

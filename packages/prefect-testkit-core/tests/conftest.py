@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import time
+
+import psutil
+from prefect import flow, get_run_logger, task
+
+
+def wait_until_gone(pid: int, within: float = 10.0) -> bool:
+    """True once no live process has ``pid`` (zombies count as gone)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@task
+def double(x: int) -> int:
+    return 2 * x
+
+
+@flow
+def double_flow(x: int) -> int:
+    result = double(x)
+    get_run_logger().info("last words of double_flow(%d)", x)
+    return result

@@ -1,0 +1,132 @@
+"""Startup failures, bad input and a killed parent: clear errors and nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import prefect.settings
+import psutil
+import pytest
+from conftest import double_flow, wait_until_gone
+from prefect_testkit import HarnessConfigError, HarnessStartupError, prefect_test_harness
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"server_startup_timeout": 0}, "positive, finite number of seconds, got 0"),
+        ({"server_startup_timeout": -5}, "got -5"),
+        ({"server_startup_timeout": float("nan")}, "got nan"),
+        ({"server_startup_timeout": float("inf")}, "got inf"),
+        ({"server_startup_timeout": "30"}, "got '30' (str)"),
+        ({"server_startup_timeout": True}, "got True (bool)"),
+        ({"port_range": "9000-8000"}, "9000-8000"),
+        ({"port_range": range(5000, 5000)}, "port_range"),
+        ({"port_range": (0, 10)}, "port_range"),
+        ({"port_range": (65535, 70000)}, "70000"),
+        ({"port_range": "eight-thousand"}, "eight-thousand"),
+        ({"keep_files": "yes"}, "keep_files must be True or False, got 'yes'"),
+        ({"initial_database": "/no/such/file.db"}, "'/no/such/file.db' is not an existing file"),
+        ({"initial_database": 42}, "initial_database must be a path"),
+    ],
+)
+def test_bad_input_is_rejected_before_anything_starts(
+    kwargs: dict[str, object], expected: str
+) -> None:
+    children_before = psutil.Process().children(recursive=True)
+    with pytest.raises(HarnessConfigError) as caught, prefect_test_harness(**kwargs):  # type: ignore[arg-type]
+        pytest.fail("the harness accepted bad input")
+    assert expected in str(caught.value)
+    assert psutil.Process().children(recursive=True) == children_before
+
+
+def test_a_missing_sqlite3_module_says_how_to_fix_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "sqlite3", None)
+    with pytest.raises(HarnessConfigError, match="libsqlite3-dev"), prefect_test_harness():
+        pytest.fail("the harness started without sqlite3")
+
+
+def test_none_timeout_uses_prefects_setting_and_a_timeout_is_explained() -> None:
+    before = prefect.settings.PREFECT_API_URL.value()
+    with prefect.settings.temporary_settings(
+        {prefect.settings.PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 1}
+    ):
+        with pytest.raises(HarnessStartupError) as caught, prefect_test_harness(None):
+            pytest.fail("a Prefect server started in under a second")
+    message = str(caught.value)
+    assert "timed out after 1 s" in message
+    assert "last lines of the server log" in message
+    port = int(message.split("port: ")[1].split()[0])
+    assert not any(conn.laddr.port == port for conn in psutil.net_connections("tcp"))
+    assert prefect.settings.PREFECT_API_URL.value() == before
+
+
+class _ImpostorHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.end_headers()
+        self.wfile.write(b"true")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def impostor_port() -> Iterator[int]:
+    """A foreign HTTP server that answers 200 to /api/health, on a port with a free neighbour."""
+    for port in range(18100, 18900, 2):
+        try:
+            server = HTTPServer(("127.0.0.1", port), _ImpostorHandler)
+        except OSError:
+            continue
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port + 1)) == 0:
+                server.server_close()
+                continue
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        yield port
+        server.shutdown()
+        server.server_close()
+        return
+    pytest.fail("no free port pair for the impostor test")
+
+
+def test_a_foreign_server_on_a_port_is_never_taken_for_ours(impostor_port: int) -> None:
+    with prefect_test_harness(port_range=(impostor_port, impostor_port + 1)) as harness:
+        assert harness.port == impostor_port + 1
+        assert double_flow(5) == 10
+
+
+def test_the_server_dies_with_its_parent_even_on_sigkill() -> None:
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from prefect_testkit import prefect_test_harness
+        with prefect_test_harness() as harness:
+            print(harness.server_pid, harness.directory, flush=True)
+            time.sleep(600)
+        """
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True
+    ) as parent:
+        try:
+            assert parent.stdout is not None
+            server_pid_text, _directory = parent.stdout.readline().split()
+            server_pid = int(server_pid_text)
+            assert psutil.pid_exists(server_pid)
+            os.kill(parent.pid, signal.SIGKILL)
+            parent.wait()
+            assert wait_until_gone(server_pid, within=5.0), "the server outlived its parent"
+        finally:
+            parent.kill()

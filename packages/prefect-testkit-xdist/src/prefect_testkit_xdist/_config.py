@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import random
+from collections.abc import Iterator
 
 from ._errors import AllocatorConfigError
 
@@ -13,9 +15,18 @@ LEASE_TIMEOUT_ENV = "PREFECT_TESTKIT_LEASE_TIMEOUT"
 ALLOW_NETWORK_FS_ENV = "PREFECT_TESTKIT_ALLOW_NETWORK_FS"
 
 DEFAULT_LEASE_TIMEOUT = 30.0
-# Between scans of an exhausted pool: short enough that a freed resource is picked up quickly,
-# long enough that a dozen waiting workers do not burn the CPU the holders need.
-POLL_INTERVAL = 0.05
+# Between scans of an exhausted pool: start short so a resource freed a moment later is picked up
+# quickly, then back off so a dozen waiting workers do not burn the CPU the holders need. The
+# jitter keeps waiters that started together from scanning in lockstep.
+_FIRST_POLL_DELAY = 0.005
+_MAX_POLL_DELAY = 0.2
+
+
+def poll_delays() -> Iterator[float]:
+    delay = _FIRST_POLL_DELAY
+    while True:
+        yield delay * random.uniform(0.5, 1.5)
+        delay = min(delay * 2, _MAX_POLL_DELAY)
 
 
 def env_value(name: str) -> str | None:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from ._config import POLL_INTERVAL, resolve_timeout
+from ._config import poll_delays, resolve_timeout
 from ._errors import AllocatorConfigError, PoolExhaustedError
 from ._identity import worker_identity
 from ._leases import LOCK_SUFFIX, HeldLock, describe_holders, holder_of, try_lock
@@ -87,6 +87,7 @@ def lease_directory(purpose: str = "harness", *, timeout: float | None = None) -
     wait = resolve_timeout(timeout)
     directory = lock_subdir(DIRECTORIES_SUBDIR)
     deadline = time.monotonic() + wait
+    delays = poll_delays()
     while True:
         # Read afresh each round: the identity is part of the name and the environment may change.
         base = f"{worker_identity().slug}_{purpose}"
@@ -121,4 +122,4 @@ def lease_directory(purpose: str = "harness", *, timeout: float | None = None) -
             if (note := bazel_note()) is not None:
                 message += f"\nNote: {note}"
             raise PoolExhaustedError(message)
-        time.sleep(min(POLL_INTERVAL, remaining))
+        time.sleep(min(next(delays), remaining))

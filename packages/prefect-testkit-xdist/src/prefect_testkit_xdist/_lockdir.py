@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 import tempfile
@@ -104,8 +105,14 @@ def filesystem_type(path: Path, mounts_text: str | None = None) -> str | None:
     return None if best is None else best[1]
 
 
+@functools.lru_cache(maxsize=16)
+def _cached_filesystem_type(path: str, device: int) -> str | None:
+    # Keyed on the device too, so a filesystem mounted over the path later is looked up afresh.
+    return filesystem_type(Path(path))
+
+
 def _check_filesystem(path: Path) -> None:
-    fs_type = filesystem_type(path)
+    fs_type = _cached_filesystem_type(str(path), path.stat().st_dev)
     if fs_type is None or fs_type not in NETWORK_FILESYSTEMS:
         return
     if env_value(ALLOW_NETWORK_FS_ENV) == "1":

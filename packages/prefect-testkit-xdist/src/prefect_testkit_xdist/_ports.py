@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from types import TracebackType
 
-from ._config import POLL_INTERVAL, PORT_RANGE_ENV, env_value, resolve_timeout
+from ._config import PORT_RANGE_ENV, env_value, poll_delays, resolve_timeout
 from ._errors import AllocatorConfigError, PoolExhaustedError
 from ._leases import LOCK_SUFFIX, HeldLock, describe_holders, holder_of, try_lock
 from ._lockdir import PORTS_SUBDIR, bazel_note, lock_dir, lock_subdir
@@ -172,6 +172,7 @@ def lease_port(port_range: range | None = None, *, timeout: float | None = None)
     wait = resolve_timeout(timeout)
     directory = lock_subdir(PORTS_SUBDIR)
     deadline = time.monotonic() + wait
+    delays = poll_delays()
     while True:
         # A random starting point spreads concurrent callers over the pool instead of having them
         # all fight over its first port; wrapping around still tries every port once.
@@ -204,4 +205,4 @@ def lease_port(port_range: range | None = None, *, timeout: float | None = None)
             raise PoolExhaustedError(
                 _exhausted_message(ports, wait, sorted(leased), sorted(bound_elsewhere))
             )
-        time.sleep(min(POLL_INTERVAL, remaining))
+        time.sleep(min(next(delays), remaining))

@@ -110,3 +110,18 @@ def test_failed_preparation_leaves_no_lock_held(lock_root: Path) -> None:
     os.rmdir(dirs / "local_main_harness_0.json")
     with lease_directory() as lease:
         assert lease.path.name == "local_main_harness_0"
+
+
+def test_release_in_a_forked_child_does_not_end_the_parents_lease() -> None:
+    with lease_directory() as lease:
+        (lease.path / "prefect.db").write_text("rows")
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the child
+            lease.release()
+            os._exit(0)
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert (lease.path / "prefect.db").read_text() == "rows"
+        (record,) = list_leases()
+        assert record.pid == os.getpid()
+    assert list_leases() == []

@@ -41,7 +41,7 @@ class DirectoryLease:
             if self._held.released:
                 return
             try:
-                if remove:
+                if remove and self._held.in_owner_process:
                     _remove_tree(self.path)
             finally:
                 self._held.release()

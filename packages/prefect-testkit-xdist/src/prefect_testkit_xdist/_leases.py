@@ -44,6 +44,12 @@ class HeldLock:
         self.lock_path = lock_path
         self._mutex = threading.Lock()
         self._released = False
+        self._owner_pid = os.getpid()
+
+    @property
+    def in_owner_process(self) -> bool:
+        """False in a forked child, which shares the lock but must not end the parent's lease."""
+        return os.getpid() == self._owner_pid
 
     @property
     def record_path(self) -> Path:
@@ -89,6 +95,8 @@ class HeldLock:
             if self._released:
                 return
             self._released = True
+            if not self.in_owner_process:
+                return
             try:
                 for path in [self.record_path, *(before_unlock or [])]:
                     with contextlib.suppress(FileNotFoundError):

@@ -1,17 +1,17 @@
 """Developer sessions for the prefect-testkit monorepo.
 
-    nox -s demo        run the example project's tests with the toolkit
-    nox -s tests       test each package alone, then the cross-package tests
-    nox -s lint        ruff check and format check
-    nox -s typecheck   mypy --strict on every package's src/
+nox -s demo        run the example project's tests with the toolkit
+nox -s tests       test each package alone, then the cross-package tests
+nox -s lint        ruff check and format check
+nox -s typecheck   mypy --strict on every package's src/
 """
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import nox
+import tomllib
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["lint", "typecheck", "tests"]

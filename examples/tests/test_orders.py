@@ -27,7 +27,9 @@ def test_flaky_source_is_retried_and_recorded_by_the_api() -> None:
 
     with get_client(sync_client=True) as client:
         task_runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
         )
     fetches = [run for run in task_runs if run.task_key.endswith("fetch_orders")]
     assert [run.run_count for run in fetches] == [3]

@@ -84,4 +84,4 @@ async def stock_report() -> dict[str, int]:
     """An async flow: fetch every item's stock concurrently."""
     counts = await asyncio.gather(*(fetch_stock(item) for item in CATALOGUE))
     get_run_logger().info("stock checked for %d items", len(counts))
-    return dict(zip(CATALOGUE, counts))
+    return dict(zip(CATALOGUE, counts, strict=True))

@@ -16,6 +16,7 @@ import prefect.settings
 import psutil
 import pytest
 from conftest import double_flow, wait_until_gone
+
 from prefect_testkit import HarnessConfigError, HarnessStartupError, prefect_test_harness
 
 
@@ -56,11 +57,14 @@ def test_a_missing_sqlite3_module_says_how_to_fix_it(monkeypatch: pytest.MonkeyP
 
 def test_none_timeout_uses_prefects_setting_and_a_timeout_is_explained() -> None:
     before = prefect.settings.PREFECT_API_URL.value()
-    with prefect.settings.temporary_settings(
-        {prefect.settings.PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 1}
+    with (
+        prefect.settings.temporary_settings(
+            {prefect.settings.PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 1}
+        ),
+        pytest.raises(HarnessStartupError) as caught,
+        prefect_test_harness(None),
     ):
-        with pytest.raises(HarnessStartupError) as caught, prefect_test_harness(None):
-            pytest.fail("a Prefect server started in under a second")
+        pytest.fail("a Prefect server started in under a second")
     message = str(caught.value)
     assert "timed out after 1 s" in message
     assert "last lines of the server log" in message

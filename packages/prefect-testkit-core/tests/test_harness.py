@@ -12,6 +12,7 @@ import pytest
 from conftest import double_flow, wait_until_gone
 from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
 from prefect_testkit import HarnessHandle, HarnessStartupError, prefect_test_harness
 
 SETTINGS = (
@@ -101,7 +102,10 @@ def test_a_corrupt_database_is_one_clear_startup_error(tmp_path: Path) -> None:
     before = snapshot_settings()
     children_before = {child.pid for child in psutil.Process().children(recursive=True)}
 
-    with pytest.raises(HarnessStartupError) as caught, prefect_test_harness(initial_database=corrupt):
+    with (
+        pytest.raises(HarnessStartupError) as caught,
+        prefect_test_harness(initial_database=corrupt),
+    ):
         pytest.fail("the harness started on a corrupt database")
 
     message = str(caught.value)

@@ -13,10 +13,15 @@ from pathlib import Path
 
 import prefect.context
 import prefect.settings
-from prefect_testkit_xdist import AllocatorConfigError, lease_directory, lease_port, parse_port_range
 
 from prefect_testkit._errors import HarnessConfigError
 from prefect_testkit._process import LOG_TAIL_LINES, ServerProcess, read_log_tail
+from prefect_testkit_xdist import (
+    AllocatorConfigError,
+    lease_directory,
+    lease_port,
+    parse_port_range,
+)
 
 PortRange = range | tuple[int, int] | str
 
@@ -243,13 +248,13 @@ def _drain_workers() -> None:
 
     async def drain() -> None:
         try:
-            result = APILogWorker.instance().drain()
-            if inspect.isawaitable(result):
-                await result
+            drained = APILogWorker.instance().drain()
+            if inspect.isawaitable(drained):
+                await drained
         except RuntimeError:
             pass  # the log worker was never started
-        result = EventsWorker.drain_all()
-        if inspect.isawaitable(result):
-            await result
+        all_drained = EventsWorker.drain_all()
+        if inspect.isawaitable(all_drained):
+            await all_drained
 
     run_coro_as_sync(drain())

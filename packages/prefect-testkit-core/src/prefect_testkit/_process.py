@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
-from prefect_testkit_xdist import PortLease
 
 from prefect_testkit._errors import HarnessStartupError
 from prefect_testkit._protocol import IDENTITY_HEADER, LISTEN_FD_ENV, NONCE_ENV, PARENT_PIPE_FD_ENV
+from prefect_testkit_xdist import PortLease
 
 _POLL_SECONDS = 0.05
 _STOP_GRACE_SECONDS = 5.0

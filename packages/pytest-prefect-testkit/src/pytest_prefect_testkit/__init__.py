@@ -1,0 +1,1 @@
+"""pytest plugin for prefect-testkit (registered through the ``pytest11`` entry point)."""

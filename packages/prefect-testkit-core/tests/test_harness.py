@@ -6,14 +6,17 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import httpx
 import prefect.settings
 import psutil
 import pytest
-from conftest import double_flow, wait_until_gone
-from prefect import get_client
+from conftest import double, double_flow, wait_until_gone
+from prefect import flow, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from prefect_testkit import HarnessHandle, HarnessStartupError, prefect_test_harness
+from prefect_testkit._protocol import RESET_PATH
+from prefect_testkit._reset import KEPT_TABLES
 
 SETTINGS = (
     prefect.settings.PREFECT_API_URL,
@@ -117,3 +120,42 @@ def test_a_corrupt_database_is_one_clear_startup_error(tmp_path: Path) -> None:
     assert snapshot_settings() == before
     children_after = {child.pid for child in psutil.Process().children(recursive=True)}
     assert children_after <= children_before
+
+
+def test_reset_database_leaves_an_empty_database_and_a_working_server() -> None:
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.blocks.system import Secret
+    from prefect.variables import Variable
+
+    @flow
+    def busy_flow() -> int:
+        create_markdown_artifact("# report", key="report")
+        Variable.set("answer", 42)
+        Secret(value="hush").save("secret")
+        return double(4)
+
+    with prefect_test_harness() as harness:
+        assert busy_flow() == 8
+        with get_client(sync_client=True) as client:
+            client.create_deployment(flow_id=client.read_flows()[0].id, name="nightly")
+
+        harness.reset_database()
+
+        with sqlite3.connect(harness.database_file) as db:
+            tables = [
+                row[0] for row in db.execute("select name from sqlite_master where type='table'")
+            ]
+            counts = {t: db.execute(f'select count(*) from "{t}"').fetchone()[0] for t in tables}
+        leftovers = {
+            t: n for t, n in counts.items() if n and t not in KEPT_TABLES | {"alembic_version"}
+        }
+        assert leftovers == {}
+        assert counts["block_type"] > 0  # the server's own registrations stay
+
+        with get_client(sync_client=True) as client:
+            assert client.read_flow_runs() == []
+            assert client.read_block_types()
+        assert double_flow(5) == 10
+
+        forged = httpx.post(f"http://127.0.0.1:{harness.port}{RESET_PATH}", timeout=5)
+        assert forged.status_code == 403

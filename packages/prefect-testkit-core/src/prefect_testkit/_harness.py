@@ -6,6 +6,7 @@ import inspect
 import math
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -49,6 +50,18 @@ class HarnessHandle:
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         """The last lines the server wrote to its log."""
         return read_log_tail(self.log_path, lines)
+
+    def reset_database(self) -> float:
+        """Empty the database without restarting the server; return the seconds it took.
+
+        Afterwards the API holds no flow runs, task runs, deployments, block documents,
+        variables, artifacts, logs or events, as in a fresh harness. Logs and events
+        still buffered in this process are sent first, so none arrive afterwards.
+        """
+        started = time.perf_counter()
+        drain_workers()
+        self._server.empty_database()
+        return time.perf_counter() - started
 
 
 @contextmanager
@@ -148,7 +161,7 @@ def prefect_test_harness(
         # Only on a normal exit: after an exception the body's last logs matter less
         # than a prompt teardown, and a dead server would make the drain wait.
         if server.returncode is None:
-            _drain_workers()
+            drain_workers()
 
 
 def _startup_timeout(value: object) -> float:
@@ -206,12 +219,21 @@ def _require_sqlite() -> None:
         ) from None
 
 
+# Where a test server's defaults differ from Prefect's; a value the user set wins.
+SERVER_DEFAULTS = {
+    # Persist each event as it arrives, so that once the message bus is quiet every
+    # event is in the database: reset_database() must not race a 5 s flush buffer.
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": "1",
+}
+
+
 def _server_environment() -> dict[str, str]:
     """The child's environment: ours, the current Prefect settings, and test-server defaults."""
     settings_env = prefect.settings.get_current_settings().to_environment_variables(
         exclude_unset=True
     )
     return {
+        **SERVER_DEFAULTS,
         **os.environ,
         **settings_env,
         # A test server must make no connection beyond loopback.
@@ -240,7 +262,7 @@ def _register_as_default_server(stack: ExitStack, port: int) -> None:
     stack.callback(restore)
 
 
-def _drain_workers() -> None:
+def drain_workers() -> None:
     """Flush Prefect's log and event workers into the server before it stops."""
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker

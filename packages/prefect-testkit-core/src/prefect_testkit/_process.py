@@ -15,7 +15,13 @@ from pathlib import Path
 import httpx
 
 from prefect_testkit._errors import HarnessStartupError
-from prefect_testkit._protocol import IDENTITY_HEADER, LISTEN_FD_ENV, NONCE_ENV, PARENT_PIPE_FD_ENV
+from prefect_testkit._protocol import (
+    IDENTITY_HEADER,
+    LISTEN_FD_ENV,
+    NONCE_ENV,
+    PARENT_PIPE_FD_ENV,
+    RESET_PATH,
+)
 from prefect_testkit_xdist import PortLease
 
 _POLL_SECONDS = 0.05
@@ -110,6 +116,20 @@ class ServerProcess:
                         f"timed out after {timeout:g} s (last: {last_problem})", started, describe
                     )
                 time.sleep(_POLL_SECONDS)
+
+    def empty_database(self) -> None:
+        """Delete every row a test can create, inside the running server."""
+        with httpx.Client(trust_env=False, timeout=30.0) as client:
+            response = client.post(
+                f"http://127.0.0.1:{self.port}{RESET_PATH}", headers={IDENTITY_HEADER: self._nonce}
+            )
+        if response.status_code != 200:
+            raise RuntimeError(
+                f"The Prefect test server on port {self.port} could not empty its database: "
+                f"HTTP {response.status_code} {response.text}\n"
+                f"  last lines of the server log ({self.log_path}):\n"
+                + _indent(read_log_tail(self.log_path))
+            )
 
     def _fail(self, reason: str, started: float, describe: Mapping[str, object]) -> None:
         self.stop()

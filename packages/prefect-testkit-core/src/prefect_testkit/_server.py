@@ -9,6 +9,7 @@ parent can tell our server from any other one.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -21,7 +22,9 @@ from prefect_testkit._protocol import (
     LISTEN_FD_ENV,
     NONCE_ENV,
     PARENT_PIPE_FD_ENV,
+    RESET_PATH,
 )
+from prefect_testkit._reset import empty_database
 
 # After the parent dies, uvicorn gets this long to shut down before a hard exit.
 _ORPHAN_GRACE_SECONDS = 3.0
@@ -38,8 +41,12 @@ def _exit_when_parent_dies(pipe_fd: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-class _IdentifyingApp:
-    """ASGI wrapper that stamps every HTTP response with the harness's nonce."""
+class _TestkitApp:
+    """ASGI wrapper: stamps every response with the nonce and serves the reset route.
+
+    The reset route answers only requests that carry the nonce, so nothing but the
+    harness that started this server can empty its database.
+    """
 
     def __init__(self, app: Any, nonce: str) -> None:
         self._app = app
@@ -49,6 +56,9 @@ class _IdentifyingApp:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
+        if scope["path"] == RESET_PATH and scope["method"] == "POST":
+            await self._reset(scope, send)
+            return
 
         async def send_stamped(message: Any) -> None:
             if message["type"] == "http.response.start":
@@ -56,6 +66,18 @@ class _IdentifyingApp:
             await send(message)
 
         await self._app(scope, receive, send_stamped)
+
+    async def _reset(self, scope: Any, send: Any) -> None:
+        name, nonce = self._header
+        if dict(scope["headers"]).get(name) != nonce:
+            status, body = 403, {"error": "the reset route needs the harness's nonce"}
+        else:
+            started = time.perf_counter()
+            deleted = await empty_database()
+            status, body = 200, {"deleted_rows": deleted, "seconds": time.perf_counter() - started}
+        headers = [(b"content-type", b"application/json"), self._header]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": json.dumps(body).encode()})
 
 
 def main() -> None:
@@ -68,7 +90,7 @@ def main() -> None:
     from prefect.server.api.server import create_app
 
     listener = socket.socket(fileno=listen_fd)
-    app = _IdentifyingApp(create_app(ephemeral=True, final=True), nonce)
+    app = _TestkitApp(create_app(ephemeral=True, final=True), nonce)
     config = uvicorn.Config(app, log_level="error", lifespan="on", timeout_graceful_shutdown=2)
     uvicorn.Server(config).run(sockets=[listener])
 

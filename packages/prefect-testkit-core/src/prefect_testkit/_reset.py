@@ -1,0 +1,44 @@
+"""Emptying the database inside the running server (runs in the server child)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+# Rows the server itself writes at startup, which a fresh harness has too.
+KEPT_TABLES = frozenset({"block_type", "block_schema", "block_schema_reference", "configuration"})
+
+_QUIET_TIMEOUT_SECONDS = 5.0
+
+
+async def _wait_for_quiet_message_bus() -> None:
+    """Wait until every event published so far has been handled by the server's services.
+
+    Task runs and events reach the database through in-memory topics; a message still
+    in flight when the rows are deleted would land afterwards and leak into the next
+    test. The persister flushes per message in a harness server (batch size 1), so a
+    consumed message is a written one.
+    """
+    from prefect.server.utilities.messaging import memory
+
+    deadline = time.monotonic() + _QUIET_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        pending = any(m["published"] > m["consumed"] for m in memory.METRICS.values())
+        if not pending:
+            return
+        await asyncio.sleep(0.005)
+    # A message that failed for good never counts as consumed: proceed rather than hang.
+
+
+async def empty_database() -> int:
+    """Delete every row a test can create; return how many were deleted."""
+    from prefect.server.database import provide_database_interface
+
+    await _wait_for_quiet_message_bus()
+    db = provide_database_interface()
+    deleted = 0
+    async with db.session_context(begin_transaction=True) as session:
+        for table in reversed(db.Base.metadata.sorted_tables):
+            if table.name not in KEPT_TABLES:
+                deleted += (await session.execute(table.delete())).rowcount
+    return deleted

@@ -25,6 +25,7 @@ class QuietedPrefectLoggers:
     def __init__(self, changed: dict[str, tuple[int, int]]) -> None:
         # logger name -> (level before, level we set)
         self._changed = changed
+        self._restored = False
 
     @property
     def changed_loggers(self) -> dict[str, int]:
@@ -32,12 +33,16 @@ class QuietedPrefectLoggers:
         return {name: before for name, (before, _set) in self._changed.items()}
 
     def restore(self) -> None:
-        """Put back the levels changed, unless something changed them again since."""
+        """Put back the levels changed, unless something changed them again since.
+
+        Calling it again does nothing."""
+        if self._restored:
+            return
+        self._restored = True
         for name, (before, ours) in reversed(list(self._changed.items())):
             logger = logging.getLogger(name)
             if logger.level == ours:
                 logger.setLevel(before)
-        self._changed = {}
 
     def __enter__(self) -> QuietedPrefectLoggers:
         return self

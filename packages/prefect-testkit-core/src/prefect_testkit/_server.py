@@ -68,6 +68,7 @@ class _TestkitApp:
         await self._app(scope, receive, send_stamped)
 
     async def _reset(self, scope: Any, send: Any) -> None:
+        body: dict[str, object]
         name, nonce = self._header
         if dict(scope["headers"]).get(name) != nonce:
             status, body = 403, {"error": "the reset route needs the harness's nonce"}

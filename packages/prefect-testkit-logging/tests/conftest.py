@@ -8,7 +8,10 @@ try:
     # The project's own harness, once packages/prefect-testkit-core is installed.
     from prefect_testkit import prefect_test_harness
 except ImportError:  # pragma: no cover - depends on what is installed
-    from prefect.testing.utilities import prefect_test_harness
+    # Prefect's own is the same call with a narrower signature.
+    from prefect.testing.utilities import (  # type: ignore[assignment]
+        prefect_test_harness,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -160,7 +160,7 @@ async def test_async_generator_task_is_driven_with_the_logger_disabled() -> None
 
 def test_errors_from_the_body_propagate_and_restore_the_logger() -> None:
     with pytest.raises(TypeError):
-        call_fn(add, "a", 1)  # type: ignore[arg-type]
+        call_fn(add, "a", 1)  # type: ignore[call-overload]
     assert not run_loggers_disabled()
 
 

@@ -5,12 +5,11 @@ import logging
 import threading
 from collections.abc import AsyncGenerator, Awaitable, Generator, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar, overload
+from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 from prefect.exceptions import MissingContextError
 from prefect.flows import Flow
 from prefect.tasks import Task
-from typing_extensions import ParamSpec
 
 from prefect_testkit_logging._util import RUN_LOGGER_NAMES
 
@@ -103,6 +102,16 @@ def call_fn(obj: Task[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R: ...
 
 @overload
 def call_fn(obj: Flow[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+
+# Prefect types `instance.method` for a decorated method as Task[[Self, *P], R] although
+# the instance is already bound; these let such calls type-check without the instance.
+@overload
+def call_fn(obj: Task[Concatenate[Any, P], R], /, *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+
+@overload
+def call_fn(obj: Flow[Concatenate[Any, P], R], /, *args: P.args, **kwargs: P.kwargs) -> R: ...
 
 
 def call_fn(obj: object, /, *args: Any, **kwargs: Any) -> Any:

@@ -1,0 +1,373 @@
+"""The workloads: each starts measuring subprocesses and returns samples per harness.
+
+Every measurement runs in its own process with a timeout; a failure is recorded on
+the workloads it feeds and the bench goes on. All subprocesses carry a marker in
+their environment, which servers inherit, so that leftovers can be found at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+WORKER = HERE / "worker.py"
+SUITE = HERE / "suite"
+MARKER_ENV = "PREFECT_TESTKIT_BENCH_RUN"
+CACHE_ENV = "PREFECT_TESTKIT_CACHE_DIR"
+HARNESS_ENV = "PREFECT_TESTKIT_BENCH_HARNESS"
+TOOLKIT, PREFECT = "toolkit", "prefect"
+MB = 1024 * 1024
+
+
+class WorkloadError(RuntimeError):
+    """A measuring subprocess failed; the message says how and where its log is."""
+
+
+@dataclass
+class Samples:
+    """Measurements of one workload, per harness."""
+
+    name: str
+    unit: str
+    toolkit: list[float] = field(default_factory=list)
+    prefect: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, harness: str, values: Iterable[float]) -> None:
+        (self.toolkit if harness == TOOLKIT else self.prefect).extend(values)
+
+
+@dataclass
+class Bench:
+    """Where one run keeps its logs and caches, and how long a subprocess may take."""
+
+    workdir: Path
+    timeout: float
+    log: Callable[[str], None]
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    server_pids: set[int] = field(default_factory=set)
+    _counter: int = 0
+
+    def env(self, harness: str, cache_dir: Path | None) -> dict[str, str]:
+        env = {**os.environ, MARKER_ENV: self.run_id, HARNESS_ENV: harness}
+        if cache_dir is not None:
+            env[CACHE_ENV] = str(cache_dir)
+        return env
+
+    def new_dir(self, label: str) -> Path:
+        self._counter += 1
+        path = self.workdir / f"{self._counter:03d}-{label}"
+        path.mkdir(parents=True)
+        return path
+
+    @property
+    def warm_cache(self) -> Path:
+        return self.workdir / "warm-cache"
+
+    def warm_up(self) -> None:
+        """Fill the toolkit's cache and the OS page cache before anything is timed."""
+        self.warm_cache.mkdir(exist_ok=True)
+        self.log("warm-up: one toolkit harness with the shared cache (not timed)")
+        try:
+            run_worker(self, TOOLKIT, "entry", cache_dir=self.warm_cache)
+        except WorkloadError as exc:
+            # Not fatal: the timed runs will fail or succeed on their own.
+            self.log(f"  warm-up FAILED: {exc}")
+
+    def fresh_cache(self) -> Path:
+        return Path(tempfile.mkdtemp(prefix="cold-cache-", dir=self.workdir))
+
+
+# --- subprocess plumbing ---------------------------------------------------------------
+
+
+def _start(bench: Bench, argv: list[str], out: Path, env: dict[str, str], **kw: Any) -> Any:
+    log = (out / "output.log").open("wb")
+    try:
+        # Own process group: on a timeout we kill the worker and any child it made.
+        return subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, **kw
+        )
+    finally:
+        log.close()
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _server_pids(out: Path) -> list[int]:
+    events = out / "events.jsonl"
+    if not events.exists():
+        return []
+    return [
+        pid for line in events.read_text().splitlines() for pid in json.loads(line)["server_pids"]
+    ]
+
+
+def _reap_servers(bench: Bench, out: Path) -> list[int]:
+    """Stop the worker's servers if they outlived it; return those that did."""
+    pids = _server_pids(out)
+    bench.server_pids.update(pids)
+    survivors = []
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            proc.wait(timeout=5)
+        except psutil.NoSuchProcess:
+            continue
+        except psutil.TimeoutExpired:
+            if MARKER_ENV in _environ(proc) and _environ(proc)[MARKER_ENV] == bench.run_id:
+                survivors.append(pid)
+                proc.kill()
+    return survivors
+
+
+def _environ(proc: psutil.Process) -> dict[str, str]:
+    try:
+        return proc.environ()
+    except psutil.Error:
+        return {}
+
+
+def _failure(out: Path, reason: str) -> WorkloadError:
+    tail = "\n".join((out / "output.log").read_text(errors="replace").splitlines()[-8:])
+    return WorkloadError(f"{reason} (log: {out / 'output.log'})\n{tail}")
+
+
+def run_worker(
+    bench: Bench,
+    harness: str,
+    mode: str,
+    *,
+    cache_dir: Path | None,
+    trivial: int = 0,
+    three: int = 0,
+    resets: int = 0,
+) -> dict[str, Any]:
+    out = bench.new_dir(f"{harness}-{mode}")
+    argv = [sys.executable, str(WORKER), "--harness", harness, "--mode", mode, "--out", str(out)]
+    argv += ["--trivial", str(trivial), "--three", str(three), "--resets", str(resets)]
+    proc = _start(bench, argv, out, bench.env(harness, cache_dir), stdin=subprocess.DEVNULL)
+    try:
+        proc.wait(timeout=bench.timeout + 10 * (trivial + three) + 60 * resets)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        _reap_servers(bench, out)
+        raise _failure(out, f"{harness} {mode} worker timed out") from None
+    leftovers = _reap_servers(bench, out)
+    if proc.returncode != 0:
+        raise _failure(out, f"{harness} {mode} worker exited with {proc.returncode}")
+    if leftovers:
+        raise _failure(out, f"{harness} server(s) {leftovers} outlived the harness exit")
+    result: dict[str, Any] = json.loads((out / "result.json").read_text())
+    return result
+
+
+# --- workloads -------------------------------------------------------------------------
+
+
+def _split(total: int, parts: int, index: int) -> int:
+    return total // parts + (1 if index < total % parts else 0)
+
+
+def sessions(
+    bench: Bench,
+    *,
+    repeat: int,
+    trivial_flows: int,
+    three_flows: int,
+    entry: bool,
+    clean_db: bool,
+) -> list[Samples]:
+    """Entry (cold, warm), exit, clean database, flows and memory, from the same sessions.
+
+    Per repetition: a toolkit entry with an empty cache, a Prefect session and a
+    toolkit session with a warm cache, their order flipped on odd repetitions so
+    that neither harness always runs right after the other.
+    """
+    cold = Samples("entry_cold", "s")
+    warm = Samples("entry_warm", "s")
+    exit_ = Samples("exit", "s")
+    clean = Samples("clean_db", "s")
+    trivial = Samples("trivial_flow", "s/flow")
+    three = Samples("three_task_flow", "s/flow", extra={"retry_503": {TOOLKIT: 0, PREFECT: 0}})
+    server_mem = Samples("server_memory", "MB")
+    test_mem = Samples("test_process_memory", "MB")
+    flows_and_mem = (trivial, three, server_mem, test_mem)
+
+    warm_cache = bench.warm_cache
+
+    def record(harness: str, result: dict[str, Any]) -> None:
+        if entry:
+            warm.add(harness, [result["enter_seconds"]])
+            exit_.add(harness, [result["exit_seconds"]])
+            if harness == PREFECT:
+                # Prefect caches nothing between processes: cold and warm are one.
+                cold.add(harness, [result["enter_seconds"]])
+        if clean_db:
+            if "clean_db_error" in result:
+                clean.errors.append(result["clean_db_error"])
+            clean.add(harness, result.get("clean_db_seconds", []))
+        trivial.add(harness, result["trivial_seconds"])
+        three.add(harness, result["three_task_seconds"])
+        three.extra["retry_503"][harness] += result["retry_503"]
+        server_mem.add(harness, [result["server_peak_rss"] / MB])
+        test_mem.add(harness, [result["test_process_maxrss"] / MB])
+
+    for rep in range(repeat):
+        flows = {
+            "trivial": _split(trivial_flows, repeat, rep),
+            "three": _split(three_flows, repeat, rep),
+        }
+        resets = {TOOLKIT: 3, PREFECT: 1} if clean_db else {TOOLKIT: 0, PREFECT: 0}
+        steps = [(PREFECT, "session", None), (TOOLKIT, "session", warm_cache)]
+        if entry:
+            steps.insert(0, (TOOLKIT, "entry", bench.fresh_cache()))
+        if rep % 2:
+            steps.reverse()
+        for harness, mode, cache in steps:
+            label = {None: "", warm_cache: ", warm cache"}.get(cache, ", empty cache")
+            bench.log(f"rep {rep + 1}/{repeat}: {harness} {mode}{label}")
+            try:
+                if mode == "entry":
+                    cold.add(
+                        TOOLKIT,
+                        [run_worker(bench, harness, mode, cache_dir=cache)["enter_seconds"]],
+                    )
+                else:
+                    result = run_worker(
+                        bench, harness, mode, cache_dir=cache, resets=resets[harness], **flows
+                    )
+                    record(harness, result)
+            except WorkloadError as exc:
+                bench.log(f"  FAILED: {exc}")
+                affected = [cold] if mode == "entry" else [warm, exit_, clean, *flows_and_mem]
+                for samples in affected:
+                    samples.errors.append(str(exc))
+    three.extra["flows"] = {TOOLKIT: len(three.toolkit), PREFECT: len(three.prefect)}
+    picked = [*flows_and_mem]
+    if entry:
+        picked = [cold, warm, exit_, *picked]
+    if clean_db:
+        picked.insert(3 if entry else 0, clean)
+    return picked
+
+
+def suite(bench: Bench, *, repeat: int, cache_dir: Path | None) -> list[Samples]:
+    """Wall time of pytest running the 20-test suite, sequentially and with ``-n 2``."""
+    results = {"seq": Samples("suite_seq", "s"), "n2": Samples("suite_n2", "s")}
+    for rep in range(repeat):
+        order = [(TOOLKIT, "seq"), (PREFECT, "seq"), (TOOLKIT, "n2"), (PREFECT, "n2")]
+        if rep % 2:
+            order = [(PREFECT, "seq"), (TOOLKIT, "seq"), (PREFECT, "n2"), (TOOLKIT, "n2")]
+        for harness, variant in order:
+            bench.log(f"rep {rep + 1}/{repeat}: suite {variant} with {harness}")
+            try:
+                seconds = _run_suite(bench, harness, variant, cache_dir)
+            except WorkloadError as exc:
+                bench.log(f"  FAILED: {exc}")
+                results[variant].errors.append(str(exc))
+            else:
+                results[variant].add(harness, [seconds])
+    return list(results.values())
+
+
+def _run_suite(bench: Bench, harness: str, variant: str, cache_dir: Path | None) -> float:
+    out = bench.new_dir(f"suite-{harness}-{variant}")
+    argv = [sys.executable, "-m", "pytest", "-q", "-c", str(SUITE / "pytest.ini"), str(SUITE)]
+    if variant == "n2":
+        argv += ["-n", "2"]
+    if harness == PREFECT:
+        # The toolkit's plugin is not what is being measured here; keep it out.
+        argv += ["-p", "no:prefect_testkit"]
+    started = time.perf_counter()
+    proc = _start(bench, argv, out, bench.env(harness, cache_dir), stdin=subprocess.DEVNULL)
+    try:
+        proc.wait(timeout=bench.timeout * 3)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        raise _failure(out, f"pytest ({harness}, {variant}) timed out") from None
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise _failure(out, f"pytest ({harness}, {variant}) exited with {proc.returncode}")
+    return seconds
+
+
+def four_workers(bench: Bench, *, workers: int, cache_dir: Path | None) -> list[Samples]:
+    """Total server RSS of ``workers`` toolkit harnesses alive at once vs. one Prefect server."""
+    samples = Samples("four_workers_memory", "MB", extra={"workers": workers})
+    for harness, count in ((TOOLKIT, workers), (PREFECT, 1)):
+        bench.log(f"memory: {count} {harness} harness(es) at once")
+        try:
+            total = _hold(bench, harness, count, cache_dir if harness == TOOLKIT else None)
+        except WorkloadError as exc:
+            bench.log(f"  FAILED: {exc}")
+            samples.errors.append(str(exc))
+        else:
+            samples.add(harness, [total / MB])
+    return [samples]
+
+
+def _hold(bench: Bench, harness: str, count: int, cache_dir: Path | None) -> int:
+    procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+    try:
+        for _ in range(count):
+            out = bench.new_dir(f"{harness}-hold")
+            argv = [sys.executable, str(WORKER), "--harness", harness, "--mode", "hold"]
+            argv += ["--out", str(out), "--trivial", "3"]
+            env = bench.env(harness, cache_dir)
+            procs.append((_start(bench, argv, out, env, stdin=subprocess.PIPE), out))
+        deadline = time.monotonic() + bench.timeout * count
+        while not all((out / "ready.json").exists() for _, out in procs):
+            for proc, out in procs:
+                if proc.poll() is not None:
+                    raise _failure(out, f"{harness} hold worker exited with {proc.returncode}")
+            if time.monotonic() > deadline:
+                raise WorkloadError(f"{count} {harness} hold workers not ready in time")
+            time.sleep(0.2)
+        return sum(
+            json.loads((out / "ready.json").read_text())["server_peak_rss"] for _, out in procs
+        )
+    finally:
+        for proc, _ in procs:
+            if proc.stdin is not None:
+                proc.stdin.close()
+        for proc, out in procs:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+            _reap_servers(bench, out)
+
+
+def leftover_servers(bench: Bench) -> list[dict[str, Any]]:
+    """Processes still alive that this run started (found by the environment marker)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if proc.pid == os.getpid():
+            continue
+        if _environ(proc).get(MARKER_ENV) == bench.run_id:
+            found.append({"pid": proc.pid, "cmdline": " ".join(proc.info["cmdline"] or [])})
+    found_pids = {entry["pid"] for entry in found}
+    for pid in bench.server_pids - found_pids:
+        if psutil.pid_exists(pid):
+            found.append({"pid": pid, "cmdline": "(recorded server pid still exists)"})
+    return found

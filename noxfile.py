@@ -72,3 +72,16 @@ def demo(session: nox.Session) -> None:
     session.install(*all_packages(), str(examples), *dependency_group(examples, "test"))
     session.chdir(examples)
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmark the toolkit against Prefect's prefect_test_harness (tools/bench/run.py).
+
+    Default: the full run of issue 6 (3 repetitions, 200 three-task flows per harness);
+    pass ``-- --quick`` for a smoke run or ``-- --help`` for the options.
+    """
+    # Not editable: measure what a user would install.
+    # The root "test" group brings pytest, pytest-xdist and psutil; matplotlib draws the chart.
+    session.install(*all_packages(), *dependency_group(ROOT, "test"), "matplotlib")
+    session.run("python", str(ROOT / "tools" / "bench" / "run.py"), *session.posargs)

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from prefect import flow, get_run_logger, task
+from prefect.context import get_run_context
 from prefect.exceptions import MissingContextError
 from prefect.logging import disable_run_logger
 
@@ -106,6 +107,10 @@ def test_hint_follows_the_exception_chain_and_ignores_other_errors() -> None:
         call_greet_body_and_wrap_the_error()
     assert missing_context_hint(excinfo.value) is not None
     assert missing_context_hint(ValueError("no")) is None
+    # Other missing contexts are not fixed by silencing the run logger.
+    with pytest.raises(MissingContextError) as other:
+        get_run_context()
+    assert missing_context_hint(other.value) is None
     assert missing_context_hint(MissingContextError("some other context is missing")) is None
 
 

@@ -69,6 +69,15 @@ def tiny(word: str) -> None:
     get_run_logger().info("tiny %s", word)
 
 
+class Collect(logging.Handler):
+    def __init__(self, level: int = logging.NOTSET) -> None:
+        super().__init__(level)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def only(records: list[str], text: str) -> str:
     matching = [record for record in records if text in record]
     assert len(matching) == 1, records
@@ -154,12 +163,25 @@ def test_capture_and_caplog_bridge_work_without_propagation(
     assert caplog.record_tuples[0][0] == "prefect.flow_runs"
 
 
-def test_without_the_bridge_caplog_misses_run_logs_when_propagation_is_off(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    with propagation_off():
-        tiny("unseen")
-    assert not [record for record in caplog.records if "tiny unseen" in record.getMessage()]
+def test_without_a_bridge_a_root_handler_misses_run_logs_when_propagation_is_off() -> None:
+    # A plain root handler, not caplog: pytest-prefect-testkit bridges caplog for every test.
+    root_handler = Collect()
+    logging.getLogger().addHandler(root_handler)
+    try:
+        with propagation_off():
+            tiny("unseen")
+        with propagation_off(), propagate_run_logs_to(lambda: logging.getLogger().handlers):
+            tiny("seen")
+    finally:
+        logging.getLogger().removeHandler(root_handler)
+    assert "tiny unseen" not in root_handler.messages
+    assert root_handler.messages.count("tiny seen") == 1
+
+
+def test_overlapping_bridges_deliver_once(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog_bridge(), propagation_off(), caplog_bridge(), propagate_run_logs_to(caplog.handler):
+        tiny("overlap")
+    assert [r.getMessage() for r in caplog.records].count("tiny overlap") == 1
 
 
 def test_bridge_does_not_duplicate_when_propagation_already_reaches_caplog(
@@ -188,14 +210,6 @@ def test_bridge_entered_in_a_fixture_feeds_caplog_during_the_test(
 
 
 def test_propagate_run_logs_to_a_handler_and_a_handler_source() -> None:
-    class Collect(logging.Handler):
-        def __init__(self, level: int = logging.NOTSET) -> None:
-            super().__init__(level)
-            self.messages: list[str] = []
-
-        def emit(self, record: logging.LogRecord) -> None:
-            self.messages.append(record.getMessage())
-
     everything, warnings_only, from_source = Collect(), Collect(logging.WARNING), Collect()
     root = logging.getLogger()
     root.addHandler(from_source)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
@@ -23,11 +24,18 @@ def _reaches(start: logging.Logger, handler: logging.Handler) -> bool:
     return False
 
 
+# All active bridges share one handler per run logger, fed from one list of sources. Two
+# bridges to the same handler (the plugin's autouse one and a test's own, say) must still
+# deliver each record once, which separate handlers could not coordinate.
+_lock = threading.Lock()
+_active_sources: list[HandlerSource] = []
+_installed: dict[str, tuple[logging.Logger, _BridgeHandler]] = {}
+
+
 class _BridgeHandler(logging.Handler):
-    def __init__(self, entry: logging.Logger, sources: tuple[HandlerSource, ...]) -> None:
+    def __init__(self, entry: logging.Logger) -> None:
         super().__init__(logging.NOTSET)
         self._entry = entry
-        self._sources = sources
 
     def handle(self, record: logging.LogRecord) -> bool:
         # Skip Handler.handle's lock: forwarding takes each target's own lock, and holding
@@ -39,7 +47,7 @@ class _BridgeHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         seen: set[int] = set()
-        for source in self._sources:
+        for source in tuple(_active_sources):
             for target in source():
                 if id(target) in seen:
                     continue
@@ -69,25 +77,39 @@ def propagate_run_logs_to(*targets: logging.Handler | HandlerSource) -> Iterator
     Each target is a handler, or a zero-argument callable returning handlers that is asked
     again for every record (for handlers that are swapped while the block runs, like
     pytest's per-phase ones). A record goes to a target only if ordinary propagation from
-    the run loggers would not deliver it there already, so nothing arrives twice, and only
-    if its level passes the target's level. Propagation flags are left untouched, so
-    Prefect's console output does not change.
+    the run loggers would not deliver it there already, and only if its level passes the
+    target's level. Blocks may nest or overlap: a handler named by several active blocks
+    still gets each record once. Propagation flags are left untouched, so Prefect's console
+    output does not change.
 
     Records logged while the run logger is disabled (``disable_run_logger()``,
     ``call_fn()``) are dropped before any handler runs and cannot be forwarded.
     """
-    sources = tuple(_as_source(target) for target in targets)
+    sources = [_as_source(target) for target in targets]
     ensure_logging_setup()
-    installed: list[tuple[logging.Logger, _BridgeHandler]] = []
-    try:
+    with _lock:
+        _active_sources.extend(sources)
+        # Re-checked on every entry so a child logger that stopped propagating since the
+        # first bridge was installed is covered too.
         for logger in run_log_entry_loggers():
-            bridge = _BridgeHandler(logger, sources)
-            logger.addHandler(bridge)
-            installed.append((logger, bridge))
+            if logger.name not in _installed:
+                bridge = _BridgeHandler(logger)
+                logger.addHandler(bridge)
+                _installed[logger.name] = (logger, bridge)
+    try:
         yield
     finally:
-        for logger, bridge in installed:
-            logger.removeHandler(bridge)
+        with _lock:
+            for source in sources:
+                # Remove this block's own entries (by identity), not equal ones of others.
+                for index, active in enumerate(_active_sources):
+                    if active is source:
+                        del _active_sources[index]
+                        break
+            if not _active_sources:
+                for logger, bridge in _installed.values():
+                    logger.removeHandler(bridge)
+                _installed.clear()
 
 
 def _pytest_handlers() -> list[logging.Handler]:

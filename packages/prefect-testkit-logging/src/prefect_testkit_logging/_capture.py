@@ -250,12 +250,13 @@ def capture_prefect_logs(*, level: int | str | None = None) -> Iterator[PrefectL
     capture = PrefectLogCapture()
     handler = _CaptureHandler(capture)
     unsubscribe = _watch.subscribe(capture._note_disabled)
-    for name in RUN_LOGGER_NAMES:
-        if logging.getLogger(name).disabled:
-            capture._note_disabled(name)
-    entries = run_log_entry_loggers()
+    entries: list[logging.Logger] = []
     saved_levels: dict[str, int] = {}
     try:
+        for name in RUN_LOGGER_NAMES:
+            if logging.getLogger(name).disabled:
+                capture._note_disabled(name)
+        entries = run_log_entry_loggers()
         for logger in entries:
             logger.addHandler(handler)
         if new_level is not None:

@@ -22,7 +22,9 @@ def _bench_harness(request: pytest.FixtureRequest) -> Iterator[None]:
     if HARNESS == "prefect":
         from prefect.testing.utilities import prefect_test_harness
 
-        with prefect_test_harness():
+        # 120 s, not the default 30: with -n 2 on a busy machine Prefect's two servers
+        # can take longer than 30 s to start, and a startup error measures nothing.
+        with prefect_test_harness(server_startup_timeout=120):
             yield
         return
     if request.config.pluginmanager.has_plugin("prefect_testkit"):
@@ -31,5 +33,5 @@ def _bench_harness(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     from prefect_testkit import prefect_test_harness as toolkit_harness
 
-    with toolkit_harness():
+    with toolkit_harness(server_startup_timeout=120):
         yield

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import start_holder, stop_holder
 
-from prefect_testkit_xdist import lease_directory, list_leases
+from prefect_testkit_xdist import clean, lease_directory, list_leases
 
 
 def test_directory_lease_is_empty_private_and_named_after_the_worker(
@@ -71,14 +71,19 @@ def test_release_is_idempotent_and_can_keep_the_files() -> None:
     assert list_leases() == []
 
 
-def test_stale_directory_with_a_free_lock_is_wiped_and_reused() -> None:
+def test_a_kept_directory_is_not_reused_until_clean_removes_it() -> None:
     first = lease_directory()
-    (first.path / "stale.db").write_text("old")
-    (first.path / "nested").mkdir()
+    (first.path / "prefect.db").write_text("kept for inspection")
     first.release(remove=False)
     with lease_directory() as second:
-        assert second.path == first.path
-        assert list(second.path.iterdir()) == []
+        assert second.path != first.path
+    assert (first.path / "prefect.db").read_text() == "kept for inspection"
+
+    assert first.path in clean()
+    assert not first.path.exists()
+    with lease_directory() as third:
+        assert third.path == first.path
+        assert list(third.path.iterdir()) == []
 
 
 def test_directory_held_by_another_process_is_not_granted() -> None:

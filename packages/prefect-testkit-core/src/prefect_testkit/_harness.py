@@ -11,18 +11,23 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import prefect.context
 import prefect.settings
 
 from prefect_testkit._errors import HarnessConfigError
 from prefect_testkit._process import LOG_TAIL_LINES, ServerProcess, read_log_tail
+from prefect_testkit._template import TemplateCache, template_cache_enabled
 from prefect_testkit_xdist import (
     AllocatorConfigError,
     lease_directory,
     lease_port,
     parse_port_range,
 )
+
+if TYPE_CHECKING:
+    from prefect.settings.legacy import Setting
 
 PortRange = range | tuple[int, int] | str
 
@@ -40,6 +45,7 @@ class HarnessHandle:
     log_path: Path
     server_pid: int
     startup_seconds: float
+    database_from_template: bool
     _server: ServerProcess = field(repr=False, compare=False)
 
     @property
@@ -101,8 +107,10 @@ def prefect_test_harness(
         database_file = directory / "prefect.db"
         home = directory / "home"
         home.mkdir(mode=0o700)
+        template = TemplateCache() if seed is None and template_cache_enabled() else None
         if seed is not None:
             shutil.copyfile(seed, database_file)
+        from_template = template is not None and template.restore(database_file, home)
         database_url = f"sqlite+aiosqlite:///{database_file}"
 
         from prefect.server.database.dependencies import temporary_database_interface
@@ -113,6 +121,7 @@ def prefect_test_harness(
                 updates={
                     prefect.settings.PREFECT_HOME: str(home),
                     prefect.settings.PREFECT_SERVER_DATABASE_CONNECTION_URL: database_url,
+                    **_client_defaults(),
                 }
             )
         )
@@ -130,6 +139,9 @@ def prefect_test_harness(
                 else f"{directory} (removed on exit; pass keep_files=True to keep it)",
             },
         )
+
+        if template is not None and not from_template:
+            template.save(database_file, home)
 
         stack.enter_context(
             prefect.settings.temporary_settings(
@@ -155,6 +167,7 @@ def prefect_test_harness(
             log_path=server.log_path,
             server_pid=server.pid,
             startup_seconds=startup_seconds,
+            database_from_template=from_template,
             _server=server,
         )
 
@@ -225,6 +238,16 @@ SERVER_DEFAULTS = {
     # event is in the database: reset_database() must not race a 5 s flush buffer.
     "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": "1",
 }
+
+
+def _client_defaults() -> dict[Setting, object]:
+    """Settings of the test process where the harness's defaults differ from Prefect's."""
+    defaults: dict[Setting, object] = {}
+    if "heartbeat_frequency" not in prefect.settings.get_current_settings().flows.model_fields_set:
+        # Every flow run joins its heartbeat thread on exit, which sleeps in 1 s steps:
+        # about a second per flow. Set PREFECT_FLOWS_HEARTBEAT_FREQUENCY to keep them.
+        defaults[prefect.settings.PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
+    return defaults
 
 
 def _server_environment() -> dict[str, str]:

@@ -14,7 +14,7 @@ from types import TracebackType
 from ._config import poll_delays, resolve_timeout
 from ._errors import AllocatorConfigError, PoolExhaustedError
 from ._identity import worker_identity
-from ._leases import LOCK_SUFFIX, HeldLock, describe_holders, holder_of, try_lock
+from ._leases import KEPT_SUFFIX, LOCK_SUFFIX, HeldLock, describe_holders, holder_of, try_lock
 from ._lockdir import DIRECTORIES_SUBDIR, bazel_note, lock_subdir
 
 _PURPOSE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,39}$")
@@ -41,8 +41,12 @@ class DirectoryLease:
             if self._held.released:
                 return
             try:
-                if remove and self._held.in_owner_process:
-                    _remove_tree(self.path)
+                if self._held.in_owner_process:
+                    if remove:
+                        _remove_tree(self.path)
+                    else:
+                        # Kept for inspection: later leases skip this name until `clean`.
+                        self.path.with_name(self.path.name + KEPT_SUFFIX).touch(mode=0o600)
             finally:
                 self._held.release()
 
@@ -100,6 +104,9 @@ def lease_directory(purpose: str = "harness", *, timeout: float | None = None) -
                 busy.append(lock_path)
                 continue
             path = directory / name
+            if path.with_name(name + KEPT_SUFFIX).exists():
+                held.unlock_only()
+                continue
             try:
                 _fresh_directory(path)
                 held.write_record("directory", f"directory {name}", path)

@@ -30,6 +30,7 @@ LeaseKind = Literal["port", "directory"]
 
 LOCK_SUFFIX = ".lock"
 RECORD_SUFFIX = ".json"
+KEPT_SUFFIX = ".kept"  # beside a directory released with remove=False: never reused
 RECORD_TMP_SUFFIX = ".json.tmp"
 _RECORD_VERSION = 1
 _MAX_HOLDERS_SHOWN = 10
@@ -285,7 +286,7 @@ def clean() -> list[Path]:
     with contextlib.suppress(FileNotFoundError):
         for entry in directories.iterdir():
             name = entry.name
-            for suffix in (LOCK_SUFFIX, RECORD_TMP_SUFFIX, RECORD_SUFFIX):
+            for suffix in (LOCK_SUFFIX, RECORD_TMP_SUFFIX, RECORD_SUFFIX, KEPT_SUFFIX):
                 name = name.removesuffix(suffix)
             names.add(name)
     for name in sorted(names):
@@ -293,7 +294,12 @@ def clean() -> list[Path]:
         held = try_lock(lock_path)
         if held is None:
             continue
-        leftovers = [directories / name, lock_path.with_suffix(RECORD_TMP_SUFFIX), held.record_path]
+        leftovers = [
+            directories / name,
+            directories / f"{name}{KEPT_SUFFIX}",
+            lock_path.with_suffix(RECORD_TMP_SUFFIX),
+            held.record_path,
+        ]
         try:
             removed.extend(path for path in leftovers if _remove_path(path))
         finally:

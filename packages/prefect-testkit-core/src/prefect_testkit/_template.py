@@ -1,0 +1,118 @@
+"""A migrated template database, built once per Prefect version and migration set.
+
+A fresh SQLite database costs a full Alembic upgrade (seconds) plus block type
+registration on the server's first start. The first harness on a machine snapshots
+its database (and the memo store that lets later servers skip registration) into a
+cache; later harnesses copy it and the server only confirms it is at head.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import prefect
+from filelock import FileLock
+
+from prefect_testkit._errors import HarnessConfigError
+from prefect_testkit_xdist import lock_dir
+
+CACHE_DIR_ENV = "PREFECT_TESTKIT_CACHE_DIR"
+TEMPLATE_ENV = "PREFECT_TESTKIT_TEMPLATE_CACHE"
+_LOCK_TIMEOUT_SECONDS = 60.0
+
+
+def template_cache_enabled() -> bool:
+    raw = os.environ.get(TEMPLATE_ENV, "true").strip().lower()
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise HarnessConfigError(
+        f"{TEMPLATE_ENV}={os.environ[TEMPLATE_ENV]!r} is not a boolean; use true or false"
+    )
+
+
+def _cache_dir() -> Path:
+    raw = os.environ.get(CACHE_DIR_ENV)
+    if raw is None:
+        path = lock_dir() / "cache"
+    else:
+        path = Path(raw).expanduser()
+        if not path.is_absolute():
+            raise HarnessConfigError(f"{CACHE_DIR_ENV}={raw!r} must be an absolute path")
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HarnessConfigError(
+            f"{CACHE_DIR_ENV}: cannot create the template cache directory {path}: {exc}"
+        ) from None
+    return path
+
+
+def _migrations_fingerprint() -> str:
+    """Prefect's version and its SQLite migration files: a template is valid for both."""
+    versions = Path(prefect.__file__).parent / "server/database/_migrations/versions/sqlite"
+    digest = hashlib.sha256(prefect.__version__.encode())
+    for migration in sorted(versions.glob("*.py")):
+        digest.update(migration.name.encode())
+    return digest.hexdigest()[:16]
+
+
+def _is_sound(database: Path) -> bool:
+    """A template we can trust: SQLite's own check passes and a migration head is recorded."""
+    try:
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            if db.execute("PRAGMA quick_check").fetchone() != ("ok",):
+                return False
+            heads: tuple[int] = db.execute("SELECT count(*) FROM alembic_version").fetchone()
+            return heads == (1,)
+    except sqlite3.Error:
+        return False
+
+
+class TemplateCache:
+    """The cached template for this Prefect version: restore it into a harness, or save one."""
+
+    def __init__(self) -> None:
+        stem = _cache_dir() / f"sqlite-{_migrations_fingerprint()}"
+        self.database = stem.with_suffix(".db")
+        self.memo_store = stem.with_suffix(".memo_store.toml")
+        self._lock = FileLock(stem.with_suffix(".lock"), timeout=_LOCK_TIMEOUT_SECONDS, mode=0o600)
+
+    def restore(self, database: Path, home: Path) -> bool:
+        """Copy the template into a new harness; False when there is no sound one."""
+        with self._lock:
+            if not self.database.is_file():
+                return False
+            if not _is_sound(self.database):
+                # Corrupt or half-written: rebuilt by the next save(), never trusted.
+                self.database.unlink()
+                return False
+            shutil.copyfile(self.database, database)
+            if self.memo_store.is_file():
+                shutil.copyfile(self.memo_store, home / "memo_store.toml")
+            return True
+
+    def save(self, database: Path, home: Path) -> None:
+        """Snapshot a freshly started harness's database as the template."""
+        with self._lock:
+            if self.database.is_file() and _is_sound(self.database):
+                return  # another harness saved one first
+            partial = self.database.with_suffix(".partial")
+            # The backup API copies a consistent snapshot while the server keeps running.
+            with (
+                closing(sqlite3.connect(database)) as source,
+                closing(sqlite3.connect(partial)) as target,
+            ):
+                source.backup(target)
+                # One self-contained file: readers then need no -wal/-shm beside it.
+                target.execute("PRAGMA journal_mode=DELETE")
+            memo_store = home / "memo_store.toml"
+            if memo_store.is_file():
+                shutil.copyfile(memo_store, self.memo_store)
+            os.replace(partial, self.database)

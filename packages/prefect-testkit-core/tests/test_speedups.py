@@ -1,0 +1,60 @@
+"""Each speed-up keeps behaviour: the template database and the heartbeat default."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import prefect.settings
+import pytest
+from conftest import double_flow
+
+from prefect_testkit import prefect_test_harness
+
+
+def schema_of(database: Path) -> tuple[set[tuple[str, str]], list[tuple[str]]]:
+    with closing(sqlite3.connect(database)) as db:
+        objects = set(db.execute("select name, sql from sqlite_master where sql is not null"))
+        heads = db.execute("select version_num from alembic_version").fetchall()
+    return objects, heads
+
+
+def test_the_template_is_a_migrated_database_and_a_corrupt_one_is_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREFECT_TESTKIT_CACHE_DIR", str(tmp_path / "cache"))
+
+    with prefect_test_harness(keep_files=True) as fresh:
+        assert not fresh.database_from_template
+        assert double_flow(1) == 2
+    (template,) = (tmp_path / "cache").glob("sqlite-*.db")
+
+    with prefect_test_harness(keep_files=True) as copied:
+        assert copied.database_from_template
+        assert double_flow(2) == 4
+    try:
+        fresh_schema = schema_of(fresh.database_file)
+        assert fresh_schema[1], "no Alembic head recorded"
+        assert schema_of(copied.database_file) == fresh_schema
+        assert schema_of(template) == fresh_schema
+    finally:
+        shutil.rmtree(fresh.directory)
+        shutil.rmtree(copied.directory)
+
+    template.write_bytes(b"\0garbage" * 4096)
+    with prefect_test_harness() as rebuilt:
+        assert not rebuilt.database_from_template
+        assert double_flow(3) == 6
+    assert schema_of(template) == fresh_schema
+
+
+def test_heartbeats_are_off_unless_the_user_set_a_frequency(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    setting = prefect.settings.PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+    with prefect_test_harness():
+        assert setting.value() is None
+    with prefect.settings.temporary_settings({setting: 45}), prefect_test_harness():
+        assert setting.value() == 45

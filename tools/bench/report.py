@@ -149,6 +149,7 @@ def chart(path: Path, rows: list[dict[str, Any]], facts: dict[str, Any]) -> None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     plotted = [row for row in rows if row["ratio"] is not None]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(plotted) + 1.8), dpi=110)
@@ -161,6 +162,15 @@ def chart(path: Path, rows: list[dict[str, Any]], facts: dict[str, Any]) -> None
     ax.set_yticks(range(len(plotted)), [row["workload"] for row in plotted], fontsize=9)
     ax.invert_yaxis()
     ax.set_xscale("log")
+    bounds = [row["ratio"] for row in plotted] + [
+        row["target_ratio"] for row in plotted if row["target_ratio"] is not None
+    ]
+    if bounds:
+        ax.set_xlim(min(bounds) / 2, max(bounds) * 2)
+    ticks = [0.001, 0.003, 0.01, 0.03, 0.1, 0.25, 0.5, 1, 2, 4, 10]
+    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.axvline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("toolkit / Prefect harness (lower is better; black tick = target)")
     ax.set_title(

@@ -14,11 +14,32 @@ from conftest import double_flow
 from prefect_testkit import prefect_test_harness
 
 
-def schema_of(database: Path) -> tuple[set[tuple[str, str]], list[tuple[str]]]:
+def schema_of(database: Path) -> tuple[dict[str, object], list[tuple[str]]]:
+    """Tables, columns, indexes and foreign keys, plus the Alembic head.
+
+    Structural rather than the CREATE statements' text: Alembic's batch migrations
+    rebuild some SQLite tables with their constraints in an order that differs
+    between runs.
+    """
     with closing(sqlite3.connect(database)) as db:
-        objects = set(db.execute("select name, sql from sqlite_master where sql is not null"))
+        tables = [row[0] for row in db.execute("select name from sqlite_master where type='table'")]
+        schema: dict[str, object] = {}
+        for table in tables:
+            indexes = {
+                (
+                    index[1],
+                    index[2],
+                    tuple(col[2] for col in db.execute(f"pragma index_info('{index[1]}')")),
+                )
+                for index in db.execute(f"pragma index_list('{table}')")
+            }
+            schema[table] = (
+                sorted(db.execute(f"pragma table_info('{table}')")),
+                indexes,
+                {fk[2:] for fk in db.execute(f"pragma foreign_key_list('{table}')")},
+            )
         heads = db.execute("select version_num from alembic_version").fetchall()
-    return objects, heads
+    return schema, heads
 
 
 def test_the_template_is_a_migrated_database_and_a_corrupt_one_is_rebuilt(

@@ -4,14 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-try:
-    # The project's own harness, once packages/prefect-testkit-core is installed.
-    from prefect_testkit import prefect_test_harness
-except ImportError:  # pragma: no cover - depends on what is installed
-    # Prefect's own is the same call with a narrower signature.
-    from prefect.testing.utilities import (  # type: ignore[assignment]
-        prefect_test_harness,
-    )
+from prefect_testkit import prefect_test_harness
 
 
 @pytest.fixture(scope="session")

@@ -1,15 +1,98 @@
-"""The pytest plugin: a session-scoped Prefect harness per worker."""
+"""The pytest plugin, registered through the ``pytest11`` entry point ``prefect_testkit``.
+
+Hooks live here; fixtures and report hooks are imported from the private modules so that
+pytest finds them on this module.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Generator
 
 import pytest
-from prefect_testkit import HarnessHandle, prefect_test_harness
+
+from prefect_testkit_logging import caplog_bridge
+from pytest_prefect_testkit._fixtures import (
+    ISOLATED_MARKER,
+    _prefect_harness_autouse,
+    _prefect_isolation,
+    prefect_clean_db,
+    prefect_client,
+    prefect_harness,
+    prefect_logs,
+    sync_prefect_client,
+)
+from pytest_prefect_testkit._options import add_options, options_key, read_options
+from pytest_prefect_testkit._report import (
+    pytest_report_header,
+    pytest_runtest_makereport,
+    pytest_sessionfinish,
+    pytest_terminal_summary,
+    pytest_testnodedown,
+)
+from pytest_prefect_testkit._session import HarnessManager, get_manager, manager_key
+from pytest_prefect_testkit._sharding import configure_sharding, select_shard
+
+__all__ = [
+    "_prefect_harness_autouse",
+    "_prefect_isolation",
+    "prefect_clean_db",
+    "prefect_client",
+    "prefect_harness",
+    "prefect_logs",
+    "pytest_addoption",
+    "pytest_collection_modifyitems",
+    "pytest_configure",
+    "pytest_report_header",
+    "pytest_runtest_makereport",
+    "pytest_runtest_protocol",
+    "pytest_sessionfinish",
+    "pytest_terminal_summary",
+    "pytest_testnodedown",
+    "pytest_unconfigure",
+    "sync_prefect_client",
+]
 
 
-@pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[HarnessHandle]:
-    """One Prefect test server and database for the whole session (per xdist worker)."""
-    with prefect_test_harness() as harness:
-        yield harness
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+# tryfirst: junitxml reads config.option.xmlpath in its own pytest_configure, and Bazel's
+# XML_OUTPUT_FILE has to be in place by then.
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{ISOLATED_MARKER}: give the test an empty Prefect database (no flow runs, "
+        "deployments, blocks, variables, logs or events from earlier tests) without "
+        "starting another server; works on functions, classes and modules.",
+    )
+    options = read_options(config)
+    shard = configure_sharding(config, options.shard)
+    options = dataclasses.replace(options, shard=shard)
+    config.stash[options_key] = options
+    config.stash[manager_key] = HarnessManager(options)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # Normally the session fixture's teardown has stopped it already; this covers a
+    # session that ended without tearing fixtures down.
+    manager = config.stash.get(manager_key, None)
+    if manager is not None:
+        manager.stop()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    shard = get_manager(config).options.shard
+    if shard is not None:
+        select_shard(config, items, shard)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    # Around all three phases: caplog_bridge follows the handlers pytest's logging plugin
+    # swaps in for setup, call and teardown.
+    with caplog_bridge():
+        return (yield)

@@ -1,0 +1,122 @@
+"""The fixtures: the session harness, database isolation, API clients and run-log capture."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from prefect import get_client
+from prefect.client.orchestration import PrefectClient, SyncPrefectClient
+
+from prefect_testkit import HarnessHandle
+from prefect_testkit_logging import PrefectLogCapture, capture_prefect_logs
+from pytest_prefect_testkit._options import DISABLE_FLAG
+from pytest_prefect_testkit._session import get_manager
+
+ISOLATED_MARKER = "prefect_isolated"
+
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(request: pytest.FixtureRequest) -> Iterator[HarnessHandle]:
+    """The session's Prefect test server and database (one per xdist worker), started lazily."""
+    manager = get_manager(request.config)
+    if manager.options.disabled:
+        pytest.skip(f"needs the Prefect test harness, which {DISABLE_FLAG} turned off")
+    handle = manager.start()
+    try:
+        yield handle
+    finally:
+        manager.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _prefect_harness_autouse(request: pytest.FixtureRequest) -> None:
+    options = get_manager(request.config).options
+    if options.autouse and not options.disabled:
+        request.getfixturevalue("prefect_harness")
+
+
+@pytest.fixture
+def prefect_clean_db(
+    request: pytest.FixtureRequest, prefect_harness: HarnessHandle
+) -> HarnessHandle:
+    """The session harness with its database emptied just before this test."""
+    get_manager(request.config).reset_database()
+    return prefect_harness
+
+
+@pytest.fixture(autouse=True)
+def _prefect_isolation(request: pytest.FixtureRequest) -> None:
+    marker = request.node.get_closest_marker(ISOLATED_MARKER)
+    if marker is None:
+        return
+    if marker.args or marker.kwargs:
+        pytest.fail(
+            f"@pytest.mark.{ISOLATED_MARKER} takes no arguments, got "
+            f"args={marker.args!r} kwargs={marker.kwargs!r}; write @pytest.mark.{ISOLATED_MARKER}",
+            pytrace=False,
+        )
+    request.getfixturevalue("prefect_clean_db")
+
+
+def _run_in_fresh_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion on a new event loop in a short-lived thread.
+
+    A thread, because a loop may already be running in this one (a fixture requested
+    from an async test), and because ``asyncio.run`` here would unset the loop that
+    pytest-asyncio made current for module- or session-scoped tests.
+    """
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(asyncio.run(coroutine))
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="prefect-testkit-client")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+@pytest.fixture
+def prefect_client(prefect_harness: HarnessHandle) -> Iterator[PrefectClient]:
+    """An async ``PrefectClient`` for the session harness, usable in any event loop.
+
+    A plain (synchronous) fixture, so it works under every pytest-asyncio mode and loop
+    scope and without pytest-asyncio at all. Connections are not kept alive, so the
+    client holds nothing tied to the loop it was started in: each request opens its
+    connection in the loop that awaits it.
+    """
+    client = get_client(
+        httpx_settings={"limits": httpx.Limits(max_connections=16, max_keepalive_connections=0)}
+    )
+    _run_in_fresh_loop(client.__aenter__())
+    try:
+        yield client
+    finally:
+        _run_in_fresh_loop(client.__aexit__(None, None, None))
+
+
+@pytest.fixture
+def sync_prefect_client(prefect_harness: HarnessHandle) -> Iterator[SyncPrefectClient]:
+    """A ``SyncPrefectClient`` for the session harness."""
+    with get_client(sync_client=True) as client:
+        yield client
+
+
+@pytest.fixture
+def prefect_logs() -> Iterator[PrefectLogCapture]:
+    """Flow and task run log records emitted during this test (``capture_prefect_logs()``)."""
+    with capture_prefect_logs() as capture:
+        yield capture

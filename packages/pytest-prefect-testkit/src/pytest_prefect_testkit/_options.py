@@ -1,0 +1,185 @@
+"""Command-line and ini options, validated once at startup into `PluginOptions`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pytest
+
+from prefect_testkit_xdist import AllocatorConfigError, parse_port_range
+from pytest_prefect_testkit._sharding import ShardSpec, parse_shard
+
+DEFAULT_STARTUP_TIMEOUT = 30.0
+
+AUTOUSE_INI = "prefect_harness_autouse"
+TIMEOUT_INI = "prefect_startup_timeout"
+PORT_RANGE_INI = "prefect_port_range"
+
+AUTOUSE_FLAG = "--prefect-harness-autouse"
+DISABLE_FLAG = "--no-prefect-harness"
+TIMEOUT_FLAG = "--prefect-startup-timeout"
+PORT_RANGE_FLAG = "--prefect-port-range"
+KEEP_DB_FLAG = "--prefect-keep-db"
+SHARD_FLAG = "--prefect-shard"
+
+
+@dataclass(frozen=True)
+class PluginOptions:
+    """Everything the plugin was told, after validation."""
+
+    autouse: bool
+    disabled: bool
+    startup_timeout: float
+    port_range: range | None
+    keep_db: bool
+    shard: ShardSpec | None
+
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off", ""})
+
+options_key = pytest.StashKey[PluginOptions]()
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("prefect-testkit", "Prefect test harness (pytest-prefect-testkit)")
+    group.addoption(
+        AUTOUSE_FLAG,
+        action="store_true",
+        default=False,
+        help=f"Give every test the session Prefect harness (same as ini {AUTOUSE_INI} = true).",
+    )
+    group.addoption(
+        DISABLE_FLAG,
+        action="store_true",
+        default=False,
+        dest="prefect_no_harness",
+        help="Start no Prefect test server; tests that need the harness are skipped.",
+    )
+    group.addoption(
+        TIMEOUT_FLAG,
+        default=None,
+        metavar="SECONDS",
+        help=f"Seconds to wait for the test server to become healthy "
+        f"(ini {TIMEOUT_INI}; default {DEFAULT_STARTUP_TIMEOUT:g}).",
+    )
+    group.addoption(
+        PORT_RANGE_FLAG,
+        default=None,
+        metavar="LOW-HIGH",
+        help=f"Ports the test servers may use, inclusive (ini {PORT_RANGE_INI}; default "
+        "PREFECT_TESTKIT_PORT_RANGE or 8000-8999).",
+    )
+    group.addoption(
+        KEEP_DB_FLAG,
+        action="store_true",
+        default=False,
+        help="Keep each worker's database and server log after the run and print where.",
+    )
+    group.addoption(
+        SHARD_FLAG,
+        default=None,
+        metavar="INDEX/TOTAL",
+        help="Run only the tests of shard INDEX out of TOTAL (0-based), split by a stable "
+        "hash of the node id. Under `bazel test` the TEST_SHARD_* variables do this.",
+    )
+    # A string, not type="bool": pytest's own error for a bad bool does not name the option.
+    parser.addini(
+        AUTOUSE_INI,
+        type="string",
+        default="false",
+        help="Give every test the session Prefect harness.",
+    )
+    parser.addini(
+        TIMEOUT_INI,
+        type="string",
+        default="",
+        help=f"Seconds to wait for the test server to become healthy "
+        f"(default {DEFAULT_STARTUP_TIMEOUT:g}).",
+    )
+    parser.addini(
+        PORT_RANGE_INI,
+        type="string",
+        default="",
+        help="Ports the test servers may use, LOW-HIGH inclusive.",
+    )
+
+
+def read_options(config: pytest.Config) -> PluginOptions:
+    """Validate every option; a bad value is a `pytest.UsageError` naming it and the fix."""
+    return PluginOptions(
+        autouse=_autouse(config),
+        disabled=bool(config.getoption("prefect_no_harness")),
+        startup_timeout=_startup_timeout(config),
+        port_range=_port_range(config),
+        keep_db=bool(config.getoption("prefect_keep_db")),
+        shard=_shard(config),
+    )
+
+
+def _autouse(config: pytest.Config) -> bool:
+    if config.getoption("prefect_harness_autouse"):
+        return True
+    raw = config.getini(AUTOUSE_INI)
+    text = str(raw).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise pytest.UsageError(
+        f"ini option {AUTOUSE_INI}={raw!r} is not a boolean; set it to true or false"
+    )
+
+
+def _cli_or_ini(config: pytest.Config, dest: str, flag: str, ini: str) -> tuple[str, str] | None:
+    """The raw value and a name for it in messages, or None when neither is given."""
+    value = config.getoption(dest)
+    if value is not None:
+        return str(value), flag
+    raw = config.getini(ini)
+    text = raw.strip() if isinstance(raw, str) else str(raw)
+    if text:
+        return text, f"ini option {ini}"
+    return None
+
+
+def _startup_timeout(config: pytest.Config) -> float:
+    given = _cli_or_ini(config, "prefect_startup_timeout", TIMEOUT_FLAG, TIMEOUT_INI)
+    if given is None:
+        return DEFAULT_STARTUP_TIMEOUT
+    raw, source = given
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise pytest.UsageError(
+            f"{source}={raw!r} is not a positive number of seconds; pass e.g. "
+            f"{TIMEOUT_FLAG}=60 (the default is {DEFAULT_STARTUP_TIMEOUT:g})"
+        )
+    return value
+
+
+def _port_range(config: pytest.Config) -> range | None:
+    given = _cli_or_ini(config, "prefect_port_range", PORT_RANGE_FLAG, PORT_RANGE_INI)
+    if given is None:
+        return None
+    raw, source = given
+    try:
+        return parse_port_range(raw)
+    except AllocatorConfigError as exc:
+        raise pytest.UsageError(
+            f"{source}={raw!r} is not a usable port range ({exc}); pass LOW-HIGH with "
+            f"1 <= LOW <= HIGH <= 65535, e.g. {PORT_RANGE_FLAG}=8000-8999"
+        ) from None
+
+
+def _shard(config: pytest.Config) -> ShardSpec | None:
+    raw = config.getoption("prefect_shard")
+    if raw is None:
+        return None
+    try:
+        return parse_shard(str(raw))
+    except ValueError as exc:
+        raise pytest.UsageError(f"{SHARD_FLAG}={raw!r}: {exc}") from None

@@ -85,3 +85,22 @@ def bench(session: nox.Session) -> None:
     # The root "test" group brings pytest, pytest-xdist and psutil; matplotlib draws the chart.
     session.install(*all_packages(), *dependency_group(ROOT, "test"), "matplotlib")
     session.run("python", str(ROOT / "tools" / "bench" / "run.py"), *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def bazel(session: nox.Session) -> None:
+    """Build and test every Bazel target (tools/bazel/README.md); arguments go to `bazel test`.
+
+    Needs Bazel 4 on PATH: Debian's `apt-get install -y bazel-bootstrap`. Creates or updates
+    the tests' virtualenv .venv-bazel/ from tools/bazel/requirements.txt, then runs
+    `bazel test //...`; nothing else is installed.
+    """
+    import shutil
+
+    if shutil.which("bazel") is None:
+        session.error(
+            "bazel is not on PATH; install Bazel 4 with `apt-get install -y bazel-bootstrap` "
+            "(Debian), then run `nox -s bazel` again"
+        )
+    session.run(str(ROOT / "tools" / "bazel" / "setup-venv"), external=True)
+    session.run("bazel", "test", "//...", *session.posargs, external=True)

@@ -7,6 +7,7 @@ pytest_main.py (--config=FILE | --rootdir=DIR) [pytest arguments...] --tests=PAT
   in ``nox -s tests``; its directory becomes the rootdir and the working directory, as there,
   so node ids (``tests/test_x.py::test_y``) and relative paths are the same.
 - JUnit XML goes to ``XML_OUTPUT_FILE``, where Bazel reads the results.
+- ``bazel test --test_filter=EXPR`` selects tests as ``pytest -k EXPR`` would.
 - Sharding (``shard_count`` on the target): Bazel sets ``TEST_TOTAL_SHARDS`` and
   ``TEST_SHARD_INDEX``. When pytest-prefect-testkit is loaded (a target depending on it), its
   own sharding selects the tests; otherwise the small plugin below does, with the same split:
@@ -101,6 +102,9 @@ def main(argv: list[str]) -> int:
     os.chdir(rootdir)
     # The runfiles tree is read-only in the sandbox and rebuilt between runs: no cache.
     args[:0] = ["-p", "no:cacheprovider"]
+    test_filter = os.environ.get("TESTBRIDGE_TEST_ONLY")
+    if test_filter:
+        args += ["-k", test_filter]  # bazel test --test_filter=EXPRESSION
     xml_output = os.environ.get("XML_OUTPUT_FILE")
     if xml_output:
         args.insert(0, f"--junitxml={xml_output}")

@@ -6,6 +6,7 @@ import inspect
 import math
 import os
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -46,6 +47,7 @@ class HarnessHandle:
     server_pid: int
     startup_seconds: float
     database_from_template: bool
+    server_forked: bool
     _server: ServerProcess = field(repr=False, compare=False)
 
     @property
@@ -56,6 +58,16 @@ class HarnessHandle:
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         """The last lines the server wrote to its log."""
         return read_log_tail(self.log_path, lines)
+
+    def flush(self) -> None:
+        """Wait until the server has recorded everything this process sent it.
+
+        Task runs, events and logs travel from the client to the database asynchronously,
+        as in production: a flow can return before its task runs are readable through
+        the API. Call this before asserting on them.
+        """
+        drain_workers()
+        self._server.wait_for_quiet_message_bus()
 
     def reset_database(self) -> float:
         """Empty the database without restarting the server; return the seconds it took.
@@ -113,9 +125,12 @@ def prefect_test_harness(
         from_template = template is not None and template.restore(database_file, home)
         database_url = f"sqlite+aiosqlite:///{database_file}"
 
-        from prefect.server.database.dependencies import temporary_database_interface
-
-        stack.enter_context(temporary_database_interface())
+        # Server-side code in this process (tests of Prefect server models, say) must use
+        # our database, not a cached interface. Imported only if something already did:
+        # the import costs a second, and later importers get an interface from our settings.
+        database_dependencies = sys.modules.get("prefect.server.database.dependencies")
+        if database_dependencies is not None:
+            stack.enter_context(database_dependencies.temporary_database_interface())
         stack.enter_context(
             prefect.settings.temporary_settings(
                 updates={
@@ -127,11 +142,13 @@ def prefect_test_harness(
         )
 
         server = ServerProcess(
-            stack.enter_context(lease_port(ports)), _server_environment(), directory / "server.log"
+            stack.enter_context(lease_port(ports)),
+            _server_environment(),
+            directory / "server.log",
+            timeout,
         )
         stack.callback(server.stop)
         startup_seconds = server.wait_until_healthy(
-            timeout,
             {
                 "database": database_file,
                 "directory": directory
@@ -168,6 +185,7 @@ def prefect_test_harness(
             server_pid=server.pid,
             startup_seconds=startup_seconds,
             database_from_template=from_template,
+            server_forked=server.forked,
             _server=server,
         )
 
@@ -266,9 +284,15 @@ def _server_environment() -> dict[str, str]:
 
 
 def _register_as_default_server(stack: ExitStack, port: int) -> None:
-    """Make Prefect code that asks for "the" ephemeral server find ours, not start one."""
-    from prefect.server.api.server import SubprocessASGIServer
+    """Make Prefect code that asks for "the" ephemeral server find ours, not start one.
 
+    Only when this process has imported Prefect's server module already: importing it
+    costs seconds, and code that has not imported it cannot have asked for a server.
+    """
+    server_module = sys.modules.get("prefect.server.api.server")
+    if server_module is None:
+        return
+    SubprocessASGIServer = server_module.SubprocessASGIServer
     registry = SubprocessASGIServer._instances
     saved = {key: registry.get(key) for key in (None, port)}
     alias = SubprocessASGIServer(port=port)

@@ -7,7 +7,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,13 +14,8 @@ from pathlib import Path
 import httpx
 
 from prefect_testkit._errors import HarnessStartupError
-from prefect_testkit._protocol import (
-    IDENTITY_HEADER,
-    LISTEN_FD_ENV,
-    NONCE_ENV,
-    PARENT_PIPE_FD_ENV,
-    RESET_PATH,
-)
+from prefect_testkit._launch import ForkedChild, launch
+from prefect_testkit._protocol import FLUSH_PATH, IDENTITY_HEADER, RESET_PATH
 from prefect_testkit_xdist import PortLease
 
 _POLL_SECONDS = 0.05
@@ -45,30 +39,26 @@ def read_log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 class ServerProcess:
     """A Prefect API server serving a leased, already bound socket in a child process."""
 
-    def __init__(self, port_lease: PortLease, env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(
+        self, port_lease: PortLease, env: Mapping[str, str], log_path: Path, timeout: float
+    ) -> None:
         self.port = port_lease.port
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.log_path = log_path
+        self._started = time.monotonic()
+        self._deadline = self._started + timeout
+        self._timeout = timeout
         self._nonce = secrets.token_hex(16)
         parent_read, self._parent_write = os.pipe()
-        listen_fd = port_lease.socket.fileno()
         try:
             with log_path.open("ab") as log:
-                self._popen = subprocess.Popen(
-                    [sys.executable, "-m", "prefect_testkit._server"],
-                    env={
-                        **env,
-                        LISTEN_FD_ENV: str(listen_fd),
-                        PARENT_PIPE_FD_ENV: str(parent_read),
-                        NONCE_ENV: self._nonce,
-                    },
-                    pass_fds=(listen_fd, parent_read),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    # Ctrl-C in a terminal must reach the test process only, so that it
-                    # can drain logs into a still running server and then stop it.
-                    start_new_session=True,
+                self._child = launch(
+                    env,
+                    port_lease.socket.fileno(),
+                    parent_read,
+                    log.fileno(),
+                    self._nonce,
+                    self._deadline,
                 )
         except BaseException:
             os.close(self._parent_write)
@@ -82,16 +72,20 @@ class ServerProcess:
 
     @property
     def pid(self) -> int:
-        return self._popen.pid
+        return self._child.pid
+
+    @property
+    def forked(self) -> bool:
+        """True when the pre-imported server factory forked this server."""
+        return isinstance(self._child, ForkedChild)
 
     @property
     def returncode(self) -> int | None:
-        return self._popen.poll()
+        return self._child.poll()
 
-    def wait_until_healthy(self, timeout: float, describe: Mapping[str, object]) -> float:
-        """Block until our child answers ``/api/health``; return the seconds it took."""
-        started = time.monotonic()
-        deadline = started + timeout
+    def wait_until_healthy(self, describe: Mapping[str, object]) -> float:
+        """Block until our child answers ``/api/health``; return the seconds since launch."""
+        started, deadline, timeout = self._started, self._deadline, self._timeout
         last_problem = "no answer yet"
         # trust_env=False: a proxy from the environment must never see loopback traffic.
         with httpx.Client(trust_env=False, timeout=2.0) as client:
@@ -119,13 +113,20 @@ class ServerProcess:
 
     def empty_database(self) -> None:
         """Delete every row a test can create, inside the running server."""
+        self._call(RESET_PATH, "empty its database")
+
+    def wait_for_quiet_message_bus(self) -> None:
+        """Return once the server has handled every event and log it has received."""
+        self._call(FLUSH_PATH, "finish recording what it received")
+
+    def _call(self, path: str, what: str) -> None:
         with httpx.Client(trust_env=False, timeout=30.0) as client:
             response = client.post(
-                f"http://127.0.0.1:{self.port}{RESET_PATH}", headers={IDENTITY_HEADER: self._nonce}
+                f"http://127.0.0.1:{self.port}{path}", headers={IDENTITY_HEADER: self._nonce}
             )
         if response.status_code != 200:
             raise RuntimeError(
-                f"The Prefect test server on port {self.port} could not empty its database: "
+                f"The Prefect test server on port {self.port} could not {what}: "
                 f"HTTP {response.status_code} {response.text}\n"
                 f"  last lines of the server log ({self.log_path}):\n"
                 + _indent(read_log_tail(self.log_path))
@@ -149,15 +150,16 @@ class ServerProcess:
         if self._parent_write >= 0:
             os.close(self._parent_write)
             self._parent_write = -1
-        if self._popen.poll() is None:
-            self._popen.terminate()
+        if self._child.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._child.pid, signal.SIGTERM)
             try:
-                self._popen.wait(_STOP_GRACE_SECONDS)
+                self._child.wait(_STOP_GRACE_SECONDS)
             except subprocess.TimeoutExpired:
                 # The whole session: whatever the server started goes with it.
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self._popen.pid, signal.SIGKILL)
-                self._popen.wait()
+                    os.killpg(self._child.pid, signal.SIGKILL)
+                self._child.wait()
 
 
 def _indent(text: str) -> str:

@@ -1,4 +1,4 @@
-"""Emptying the database inside the running server (runs in the server child)."""
+"""Waiting for, and emptying, the database inside the running server (runs in the child)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ KEPT_TABLES = frozenset({"block_type", "block_schema", "block_schema_reference",
 _QUIET_TIMEOUT_SECONDS = 5.0
 
 
-async def _wait_for_quiet_message_bus() -> None:
+async def wait_for_quiet_message_bus() -> None:
     """Wait until every event published so far has been handled by the server's services.
 
     Task runs and events reach the database through in-memory topics; a message still
@@ -34,7 +34,7 @@ async def empty_database() -> int:
     """Delete every row a test can create; return how many were deleted."""
     from prefect.server.database import provide_database_interface
 
-    await _wait_for_quiet_message_bus()
+    await wait_for_quiet_message_bus()
     db = provide_database_interface()
     deleted = 0
     async with db.session_context(begin_transaction=True) as session:

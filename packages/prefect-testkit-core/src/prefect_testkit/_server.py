@@ -18,13 +18,14 @@ import time
 from typing import Any
 
 from prefect_testkit._protocol import (
+    FLUSH_PATH,
     IDENTITY_HEADER,
     LISTEN_FD_ENV,
     NONCE_ENV,
     PARENT_PIPE_FD_ENV,
     RESET_PATH,
 )
-from prefect_testkit._reset import empty_database
+from prefect_testkit._reset import empty_database, wait_for_quiet_message_bus
 
 # After the parent dies, uvicorn gets this long to shut down before a hard exit.
 _ORPHAN_GRACE_SECONDS = 3.0
@@ -39,6 +40,10 @@ def _exit_when_parent_dies(pipe_fd: int) -> None:
         os._exit(70)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+# Routes for the harness alone (they check the nonce), answered before Prefect's app.
+_ROUTES = {RESET_PATH: empty_database, FLUSH_PATH: wait_for_quiet_message_bus}
 
 
 class _TestkitApp:
@@ -56,8 +61,8 @@ class _TestkitApp:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
-        if scope["path"] == RESET_PATH and scope["method"] == "POST":
-            await self._reset(scope, send)
+        if scope["path"] in _ROUTES and scope["method"] == "POST":
+            await self._serve_route(scope, send)
             return
 
         async def send_stamped(message: Any) -> None:
@@ -67,24 +72,23 @@ class _TestkitApp:
 
         await self._app(scope, receive, send_stamped)
 
-    async def _reset(self, scope: Any, send: Any) -> None:
+    async def _serve_route(self, scope: Any, send: Any) -> None:
         body: dict[str, object]
         name, nonce = self._header
         if dict(scope["headers"]).get(name) != nonce:
-            status, body = 403, {"error": "the reset route needs the harness's nonce"}
+            status, body = 403, {"error": "this route needs the harness's nonce"}
         else:
             started = time.perf_counter()
-            deleted = await empty_database()
-            status, body = 200, {"deleted_rows": deleted, "seconds": time.perf_counter() - started}
+            result = await _ROUTES[scope["path"]]()
+            status, body = 200, {"result": result, "seconds": time.perf_counter() - started}
         headers = [(b"content-type", b"application/json"), self._header]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": json.dumps(body).encode()})
 
 
-def main() -> None:
-    listen_fd = int(os.environ.pop(LISTEN_FD_ENV))
-    nonce = os.environ.pop(NONCE_ENV)
-    _exit_when_parent_dies(int(os.environ.pop(PARENT_PIPE_FD_ENV)))
+def serve(listen_fd: int, parent_pipe_fd: int, nonce: str) -> None:
+    """Serve Prefect's API on an inherited socket until SIGTERM or the parent's death."""
+    _exit_when_parent_dies(parent_pipe_fd)
 
     # Imported after the watchdog is running: importing the server takes seconds.
     import uvicorn
@@ -94,6 +98,14 @@ def main() -> None:
     app = _TestkitApp(create_app(ephemeral=True, final=True), nonce)
     config = uvicorn.Config(app, log_level="error", lifespan="on", timeout_graceful_shutdown=2)
     uvicorn.Server(config).run(sockets=[listener])
+
+
+def main() -> None:
+    serve(
+        int(os.environ.pop(LISTEN_FD_ENV)),
+        int(os.environ.pop(PARENT_PIPE_FD_ENV)),
+        os.environ.pop(NONCE_ENV),
+    )
 
 
 if __name__ == "__main__":

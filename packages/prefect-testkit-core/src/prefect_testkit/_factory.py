@@ -1,0 +1,238 @@
+"""The server factory: one pre-imported process per user and Prefect install that forks
+harness servers, so a harness pays Prefect's multi-second server import once per machine
+instead of once per server.
+
+The factory is found through a UNIX socket in the per-user lock directory (mode 0700, so
+no other user can reach it) and is kept alive by nothing but its own idle timer. Its life
+is marked by a file lock it holds: a free lock means no factory. A harness sends it the
+child's environment and three descriptors (the leased listening socket, the parent-death
+pipe and the log file); the factory forks, the child serves, and the connection stays
+open to report the child's exit status.
+
+The harness that finds no factory takes the lock itself and hands the locked descriptor
+to the new factory (`LAUNCH_COMMAND`), which forks at once so that the harness can reap
+the launcher in milliseconds, then imports Prefect's server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import prefect
+
+from prefect_testkit_xdist import lock_dir
+
+FACTORY_ENV = "PREFECT_TESTKIT_SERVER_FACTORY"
+LOCK_FD_ENV = "PREFECT_TESTKIT_FACTORY_LOCK_FD"
+# Detach before the expensive imports: the launching harness waits for this process.
+LAUNCH_COMMAND = (
+    "import os\nif os.fork(): os._exit(0)\nfrom prefect_testkit._factory import main\nmain()\n"
+)
+IDLE_ENV = "PREFECT_TESTKIT_FACTORY_IDLE_SECONDS"
+DEFAULT_IDLE_SECONDS = 300.0
+_HEADER = struct.Struct("!I")
+# sockaddr_un holds 108 bytes; longer paths (deep Bazel sandboxes) skip the factory.
+_MAX_SOCKET_PATH = 100
+
+
+@dataclass(frozen=True)
+class FactoryPaths:
+    socket: Path
+    lock: Path
+    log: Path
+
+
+def factory_paths() -> FactoryPaths:
+    """Where this install's factory lives: one per Python, Prefect and testkit code.
+
+    The testkit's own files are part of the key so that an edited (editable) install
+    never gets servers forked from a factory running the old code.
+    """
+    key = hashlib.sha256(f"{sys.executable}\0{prefect.__version__}".encode())
+    for module in sorted(Path(__file__).parent.glob("*.py")):
+        info = module.stat()
+        key.update(f"\0{module}\0{info.st_mtime_ns}\0{info.st_size}".encode())
+    directory = lock_dir() / "factory"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    stem = directory / key.hexdigest()[:16]
+    return FactoryPaths(
+        stem.with_suffix(".sock"), stem.with_suffix(".lock"), stem.with_suffix(".log")
+    )
+
+
+def usable(paths: FactoryPaths) -> bool:
+    return len(os.fsencode(paths.socket)) <= _MAX_SOCKET_PATH
+
+
+def send_message(conn: socket.socket, payload: object, fds: list[int] | None = None) -> None:
+    data = json.dumps(payload).encode()
+    frame = _HEADER.pack(len(data)) + data
+    if fds:
+        socket.send_fds(conn, [frame], fds)
+    else:
+        conn.sendall(frame)
+
+
+class MessageReader:
+    """Length-prefixed JSON messages from a stream socket; bytes past one message are kept."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self._conn = conn
+        self._buffer = bytearray()
+
+    def read(self, max_fds: int = 0) -> tuple[object, list[int]]:
+        """The next message, and any descriptors that arrived with its bytes."""
+        fds: list[int] = []
+        while True:
+            if len(self._buffer) >= _HEADER.size:
+                (length,) = _HEADER.unpack_from(self._buffer)
+                end = _HEADER.size + length
+                if len(self._buffer) >= end:
+                    message = json.loads(self._buffer[_HEADER.size : end])
+                    del self._buffer[:end]
+                    return message, fds
+            if max_fds:
+                chunk, received, _, _ = socket.recv_fds(self._conn, 65536, max_fds)
+                fds.extend(received)
+            else:
+                chunk = self._conn.recv(65536)
+            if not chunk:
+                raise EOFError("the peer closed the connection")
+            self._buffer += chunk
+
+
+def _idle_seconds() -> float:
+    raw = os.environ.get(IDLE_ENV)
+    try:
+        return DEFAULT_IDLE_SECONDS if raw is None else max(0.0, float(raw))
+    except ValueError:
+        return DEFAULT_IDLE_SECONDS  # the harness validated it before launching us
+
+
+class _Factory:
+    def __init__(self, listener: socket.socket, lock_fd: int) -> None:
+        self._listener = listener
+        self._lock_fd = lock_fd
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(listener, selectors.EVENT_READ)
+        self._children: dict[int, socket.socket] = {}
+        self._idle_since = time.monotonic()
+
+    def run(self, idle_seconds: float) -> None:
+        while self._children or time.monotonic() - self._idle_since < idle_seconds:
+            for _key, _ in self._selector.select(timeout=0.1):
+                self._accept()
+            self._reap()
+
+    def _accept(self) -> None:
+        conn, _ = self._listener.accept()
+        try:
+            conn.settimeout(10)
+            request, fds = MessageReader(conn).read(max_fds=3)
+            assert isinstance(request, dict)
+            pid = os.fork()
+            if pid == 0:
+                self._become_server(request, fds)  # never returns
+            for fd in fds:
+                os.close(fd)
+            send_message(conn, {"pid": pid})
+            self._children[pid] = conn
+        except Exception as exc:
+            print(f"prefect-testkit factory: request failed: {exc!r}", file=sys.stderr, flush=True)
+            conn.close()
+
+    def _become_server(self, request: dict[str, object], fds: list[int]) -> None:
+        try:
+            listen_fd, parent_pipe_fd, log_fd = fds
+            self._selector.close()
+            self._listener.close()
+            os.close(self._lock_fd)  # the lock marks the factory's life, not its children's
+            for conn in self._children.values():
+                conn.close()
+            os.setsid()  # its own process group, which the harness may SIGKILL whole
+            os.dup2(log_fd, 1)
+            os.dup2(log_fd, 2)
+            os.close(log_fd)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            env = request["env"]
+            assert isinstance(env, dict)
+            os.environ.clear()
+            os.environ.update(env)
+            # Prefect read its settings when the factory imported it: read them again.
+            import prefect.context
+
+            prefect.context.refresh_global_settings_context()
+            from prefect_testkit._server import serve
+
+            serve(listen_fd, parent_pipe_fd, str(request["nonce"]))
+            code = 0
+        except BaseException as exc:  # the child must never return into the factory's loop
+            print(f"prefect-testkit server (forked): {exc!r}", file=sys.stderr, flush=True)
+            code = 1
+        os._exit(code)
+
+    def _reap(self) -> None:
+        for pid, conn in list(self._children.items()):
+            with contextlib.suppress(ChildProcessError):
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done == 0:
+                    continue
+                with contextlib.suppress(OSError):
+                    send_message(conn, {"exit": os.waitstatus_to_exitcode(status)})
+            conn.close()
+            del self._children[pid]
+            self._idle_since = time.monotonic()
+
+
+def try_lock(path: Path) -> int | None:
+    """An exclusive flock on ``path``, as a descriptor; None when someone holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def main() -> None:
+    paths = factory_paths()
+    os.setsid()
+    # Inherited already locked from the launching harness; held until this process exits.
+    lock_fd = int(os.environ.pop(LOCK_FD_ENV))
+    os.set_inheritable(lock_fd, False)
+
+    # The expensive part, paid once: every forked server starts with these imported.
+    import prefect.server.api.server  # noqa: F401
+    import uvicorn  # noqa: F401
+
+    import prefect_testkit._server  # noqa: F401
+
+    with contextlib.suppress(FileNotFoundError):
+        paths.socket.unlink()  # left by a factory that died: we hold the lock now
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(paths.socket))
+    paths.socket.chmod(0o600)
+    listener.listen(64)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        _Factory(listener, lock_fd).run(_idle_seconds())
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            paths.socket.unlink()
+
+
+if __name__ == "__main__":
+    main()

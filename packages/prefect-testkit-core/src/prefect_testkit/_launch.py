@@ -1,0 +1,206 @@
+"""Starting the server child: forked by the factory when one can serve, spawned otherwise."""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from typing import Protocol
+
+from prefect_testkit._errors import HarnessConfigError
+from prefect_testkit._factory import (
+    FACTORY_ENV,
+    IDLE_ENV,
+    LAUNCH_COMMAND,
+    LOCK_FD_ENV,
+    FactoryPaths,
+    MessageReader,
+    factory_paths,
+    send_message,
+    try_lock,
+    usable,
+)
+from prefect_testkit._protocol import LISTEN_FD_ENV, NONCE_ENV, PARENT_PIPE_FD_ENV
+
+# Exit status reported when the factory vanished before it could tell us the real one.
+UNKNOWN_EXIT = 255
+
+
+class ServerChild(Protocol):
+    """What the harness needs of its server process, however it was started."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+class ForkedChild:
+    """A server forked by the factory; its exit status arrives over the factory connection."""
+
+    def __init__(self, conn: socket.socket, reader: MessageReader, pid: int) -> None:
+        self.pid = pid
+        self._conn = conn
+        self._reader = reader
+        self._returncode: int | None = None
+
+    def poll(self) -> int | None:
+        self._read(timeout=0)
+        return self._returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._returncode is None:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise subprocess.TimeoutExpired(f"server pid {self.pid}", timeout or 0)
+            self._read(timeout=remaining)
+        return self._returncode
+
+    def _read(self, timeout: float | None) -> None:
+        if self._returncode is not None:
+            return
+        readable, _, _ = select.select([self._conn], [], [], timeout)
+        if not readable:
+            return
+        try:
+            message, _ = self._reader.read()
+        except (EOFError, OSError):
+            # The factory died first; the server may still run (it is our child no longer).
+            if not _alive(self.pid):
+                self._returncode = UNKNOWN_EXIT
+                self._conn.close()
+            return
+        if isinstance(message, dict) and "exit" in message:
+            self._returncode = int(message["exit"])
+            self._conn.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def factory_enabled() -> bool:
+    raw = os.environ.get(FACTORY_ENV, "true").strip().lower()
+    if raw not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+        raise HarnessConfigError(f"{FACTORY_ENV}={raw!r} is not a boolean; use true or false")
+    idle = os.environ.get(IDLE_ENV)
+    if idle is not None:
+        try:
+            valid = float(idle) >= 0
+        except ValueError:
+            valid = False
+        if not valid:
+            raise HarnessConfigError(
+                f"{IDLE_ENV}={idle!r} must be a number of seconds >= 0 (e.g. 300)"
+            )
+    return raw in {"1", "true", "yes", "on"} and sys.platform != "win32"
+
+
+def launch(
+    env: Mapping[str, str],
+    listen_fd: int,
+    parent_pipe_fd: int,
+    log_fd: int,
+    nonce: str,
+    deadline: float,
+) -> ServerChild:
+    """Start a server child, from the factory when possible."""
+    if factory_enabled():
+        paths = factory_paths()
+        if usable(paths):
+            forked = _fork_from_factory(
+                paths, env, [listen_fd, parent_pipe_fd, log_fd], nonce, deadline
+            )
+            if forked is not None:
+                return forked
+    return subprocess.Popen(
+        [sys.executable, "-m", "prefect_testkit._server"],
+        env={
+            **env,
+            LISTEN_FD_ENV: str(listen_fd),
+            PARENT_PIPE_FD_ENV: str(parent_pipe_fd),
+            NONCE_ENV: nonce,
+        },
+        pass_fds=(listen_fd, parent_pipe_fd),
+        stdin=subprocess.DEVNULL,
+        stdout=log_fd,
+        stderr=subprocess.STDOUT,
+        # Ctrl-C in a terminal must reach the test process only, so that it can drain
+        # logs into a still running server and then stop it.
+        start_new_session=True,
+    )
+
+
+def _fork_from_factory(
+    paths: FactoryPaths, env: Mapping[str, str], fds: list[int], nonce: str, deadline: float
+) -> ForkedChild | None:
+    """Ask the factory for a server, starting the factory first if none runs.
+
+    None means the factory could not serve (it failed to start or died): the caller
+    then spawns the server itself, so the factory is only ever a speed-up.
+    """
+    started_one = False
+    while time.monotonic() < deadline:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.connect(str(paths.socket))
+        except (FileNotFoundError, ConnectionRefusedError):
+            conn.close()
+            if not started_one:
+                _start_factory(paths)
+                started_one = True
+            elif not _factory_alive(paths):
+                return None
+            time.sleep(0.02)
+            continue
+        try:
+            conn.settimeout(max(0.1, deadline - time.monotonic()))
+            send_message(conn, {"env": dict(env), "nonce": nonce}, fds)
+            reader = MessageReader(conn)
+            reply, _ = reader.read()
+            conn.settimeout(None)
+        except (OSError, EOFError):
+            conn.close()
+            return None
+        assert isinstance(reply, dict)
+        return ForkedChild(conn, reader, int(reply["pid"]))
+    return None
+
+
+def _start_factory(paths: FactoryPaths) -> None:
+    """Start a factory unless one runs; the lock passes to it already taken."""
+    lock_fd = try_lock(paths.lock)
+    if lock_fd is None:
+        return  # a factory runs or is starting
+    try:
+        with paths.log.open("ab") as log:
+            launcher = subprocess.Popen(
+                [sys.executable, "-c", LAUNCH_COMMAND],
+                env={**os.environ, LOCK_FD_ENV: str(lock_fd)},
+                pass_fds=(lock_fd,),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        launcher.wait()
+    finally:
+        os.close(lock_fd)  # the factory's copy keeps the lock
+
+
+def _factory_alive(paths: FactoryPaths) -> bool:
+    probe = try_lock(paths.lock)
+    if probe is None:
+        return True
+    os.close(probe)
+    return False

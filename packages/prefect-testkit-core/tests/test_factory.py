@@ -1,0 +1,72 @@
+"""The server factory: forked servers, its death, its idle exit, and the fallback."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import double_flow, wait_until_gone
+
+from prefect_testkit import HarnessConfigError, prefect_test_harness
+
+
+def factory_of(server_pid: int) -> psutil.Process:
+    factory = psutil.Process(server_pid).parent()
+    assert factory is not None
+    assert "prefect_testkit._factory" in " ".join(factory.cmdline())
+    return factory
+
+
+def test_a_killed_factory_harms_no_server_and_an_idle_one_exits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lock_dir = tmp_path / "locks"
+    monkeypatch.setenv("PREFECT_TESTKIT_LOCK_DIR", str(lock_dir))
+    monkeypatch.setenv("PREFECT_TESTKIT_FACTORY_IDLE_SECONDS", "1")
+
+    with prefect_test_harness(120) as harness:
+        assert harness.server_forked
+        factory = factory_of(harness.server_pid)
+        factory.send_signal(signal.SIGKILL)
+        assert wait_until_gone(factory.pid)
+        # The server is the factory's child no longer, but it keeps serving us.
+        assert double_flow(7) == 14
+        assert harness.server_returncode is None
+    assert wait_until_gone(harness.server_pid, within=0.5)
+
+    with prefect_test_harness(120) as again:
+        assert again.server_forked  # a new factory took over
+        factory = factory_of(again.server_pid)
+        assert double_flow(8) == 16
+    assert wait_until_gone(factory.pid, within=10), "an idle factory outlived its timeout"
+
+
+def test_without_the_factory_the_server_is_spawned(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREFECT_TESTKIT_SERVER_FACTORY", "false")
+    with prefect_test_harness(120) as harness:
+        assert not harness.server_forked
+        assert psutil.Process(harness.server_pid).ppid() == os.getpid()
+        assert double_flow(9) == 18
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("PREFECT_TESTKIT_SERVER_FACTORY", "sometimes", "'sometimes' is not a boolean"),
+        ("PREFECT_TESTKIT_FACTORY_IDLE_SECONDS", "-1", "'-1' must be a number of seconds >= 0"),
+        ("PREFECT_TESTKIT_FACTORY_IDLE_SECONDS", "soon", "'soon' must be a number of seconds"),
+        ("PREFECT_TESTKIT_TEMPLATE_CACHE", "maybe", "'maybe' is not a boolean"),
+        ("PREFECT_TESTKIT_CACHE_DIR", "relative/cache", "must be an absolute path"),
+    ],
+)
+def test_bad_environment_values_are_named(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    children = psutil.Process().children(recursive=True)
+    with pytest.raises(HarnessConfigError, match=expected), prefect_test_harness():
+        pytest.fail("the harness accepted a bad environment value")
+    assert psutil.Process().children(recursive=True) == children

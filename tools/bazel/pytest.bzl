@@ -6,7 +6,8 @@ def pytest_test(name, srcs, tests_dir = "tests", config = "pyproject.toml", deps
     Args:
       name: the target name.
       srcs: the test files and conftest.py files (helpers that tests run as scripts go in data).
-      tests_dir: the directory, relative to this package, that pytest collects.
+      tests_dir: the directory, relative to this package, that pytest collects ("" or "."
+        for the package itself).
       config: the pyproject.toml whose [tool.pytest.ini_options] applies (a label); its
         directory is the rootdir, so node ids match `nox -s tests`. None: no configuration
         file, and this package is the rootdir.
@@ -17,7 +18,7 @@ def pytest_test(name, srcs, tests_dir = "tests", config = "pyproject.toml", deps
       **kwargs: passed to py_test (shard_count, size, timeout, tags, ...).
     """
     package = native.package_name()
-    path = package + "/" + tests_dir if package else tests_dir
+    path = "/".join([part for part in [package, tests_dir] if part not in ("", ".")]) or "."
     main = "//tools/bazel:pytest_main.py"
     if config:
         config_label = config if ":" in config else ":" + config

@@ -9,12 +9,14 @@ parent can tell our server from any other one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import threading
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from prefect_testkit._protocol import (
@@ -24,6 +26,7 @@ from prefect_testkit._protocol import (
     NONCE_ENV,
     PARENT_PIPE_FD_ENV,
     RESET_PATH,
+    SQLITE_IMMEDIATE_ENV,
 )
 from prefect_testkit._reset import empty_database, wait_for_quiet_message_bus
 
@@ -86,6 +89,28 @@ class _TestkitApp:
         await send({"type": "http.response.body", "body": json.dumps(body).encode()})
 
 
+def _begin_sqlite_transactions_immediate() -> None:
+    """Start every SQLite transaction that Prefect opens as BEGIN IMMEDIATE.
+
+    Prefect opens most as DEFERRED: one that reads, then writes after another writer
+    committed, fails at once with SQLITE_BUSY_SNAPSHOT (no busy timeout applies), and
+    the API answers 503, which costs the client about 2 s of back-off. IMMEDIATE takes
+    the write lock up front, so writers queue under the busy timeout instead.
+    """
+    from prefect.server.database.configurations import AioSqliteConfiguration
+
+    begin_deferred = AioSqliteConfiguration.begin_transaction
+
+    @contextlib.asynccontextmanager
+    async def begin_immediate(
+        self: AioSqliteConfiguration, session: Any, with_for_update: bool = False
+    ) -> AsyncIterator[Any]:
+        async with begin_deferred(self, session, with_for_update=True) as transaction:
+            yield transaction
+
+    AioSqliteConfiguration.begin_transaction = begin_immediate  # type: ignore[method-assign]
+
+
 def serve(listen_fd: int, parent_pipe_fd: int, nonce: str) -> None:
     """Serve Prefect's API on an inherited socket until SIGTERM or the parent's death."""
     _exit_when_parent_dies(parent_pipe_fd)
@@ -94,6 +119,8 @@ def serve(listen_fd: int, parent_pipe_fd: int, nonce: str) -> None:
     import uvicorn
     from prefect.server.api.server import create_app
 
+    if os.environ.get(SQLITE_IMMEDIATE_ENV, "true").lower() not in {"0", "false", "no", "off"}:
+        _begin_sqlite_transactions_immediate()
     listener = socket.socket(fileno=listen_fd)
     app = _TestkitApp(create_app(ephemeral=True, final=True), nonce)
     config = uvicorn.Config(app, log_level="error", lifespan="on", timeout_graceful_shutdown=2)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import FLOWS, STARTUP, pyproject
 
+import pytest_prefect_testkit
 from prefect_testkit_xdist import lease_port
 
 ISOLATION_CHECK = """
@@ -253,8 +253,7 @@ def test_without_pytest_asyncio(pytester: pytest.Pytester) -> None:
         flows=FLOWS,
         test_plain="""
             import asyncio
-            import sys
-            from flows import amake, make
+                        from flows import amake, make
 
             def test_async_client_from_asyncio_run(prefect_client, sync_prefect_client):
                 assert "pytest_asyncio" not in sys.modules
@@ -267,10 +266,19 @@ def test_without_pytest_asyncio(pytester: pytest.Pytester) -> None:
                 assert asyncio.run(check()) == 2
                 assert asyncio.run(check()) == 3
                 assert len(sync_prefect_client.read_flow_runs()) == 3
+
+            def test_autouse_from_the_command_line_needs_no_fixture():
+                from prefect import get_client
+                make(3)
+                with get_client(sync_client=True) as client:
+                    assert len(client.read_flow_runs()) == 4
             """,
     )
-    result = pytester.runpytest_subprocess(STARTUP, "-p", "no:asyncio", timeout=400)
-    result.assert_outcomes(passed=1)
+    result = pytester.runpytest_subprocess(
+        STARTUP, "-p", "no:asyncio", "--prefect-harness-autouse", timeout=400
+    )
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*harness for: every test"])
     result.stdout.no_fnmatch_line("plugins:*asyncio-*")
 
 
@@ -311,8 +319,6 @@ def test_a_failed_start_errors_each_test_once_without_retrying(
     )
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="the xdist allocator needs flock()")
-def test_module_imports_no_pytest_asyncio() -> None:
-    import pytest_prefect_testkit._plugin as plugin
-
-    assert "pytest_asyncio" not in vars(plugin)
+def test_plugin_modules_do_not_import_pytest_asyncio() -> None:
+    sources = Path(pytest_prefect_testkit.__file__).parent.glob("*.py")
+    assert not [path for path in sources if "pytest_asyncio" in path.read_text()]

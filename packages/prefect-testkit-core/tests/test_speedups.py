@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sqlite3
 from contextlib import closing
@@ -10,6 +11,8 @@ from pathlib import Path
 import prefect.settings
 import pytest
 from conftest import double_flow
+from prefect import flow, get_client, task
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from prefect_testkit import prefect_test_harness
 
@@ -79,3 +82,33 @@ def test_heartbeats_are_off_unless_the_user_set_a_frequency(
         assert setting.value() is None
     with prefect.settings.temporary_settings({setting: 45}), prefect_test_harness():
         assert setting.value() == 45
+
+
+@task
+def step(x: int) -> int:
+    return x + 1
+
+
+@flow
+def three_steps(x: int) -> int:
+    return step(step(step(x)))
+
+
+def test_three_task_flows_are_recorded_and_never_answered_503(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="prefect.client")
+    with prefect_test_harness() as harness:
+        states = [three_steps(n, return_state=True) for n in range(20)]
+        harness.flush()
+        with get_client(sync_client=True) as client:
+            for state in states:
+                task_runs = client.read_task_runs(
+                    flow_run_filter=FlowRunFilter(
+                        id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+                    )
+                )
+                assert sorted(run.state_name for run in task_runs) == ["Completed"] * 3
+    assert [state.result() for state in states] == [n + 3 for n in range(20)]
+    retries = [r.getMessage() for r in caplog.records if "retryable status code" in r.getMessage()]
+    assert retries == []

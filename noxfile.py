@@ -8,6 +8,7 @@ nox -s typecheck   mypy --strict on every package's src/
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nox
@@ -16,6 +17,9 @@ import tomllib
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.error_on_missing_interpreters = True
+# uv skips compiling bytecode by default; the first import of Prefect's server in a fresh
+# virtualenv would then compile a thousand modules and outlast a 30 s startup timeout.
+os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
 
 ROOT = Path(__file__).parent
 PACKAGES_DIR = ROOT / "packages"

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import base64
 import time
 
 import psutil
 from prefect import flow, get_run_logger, task
+
+from prefect_testkit import HarnessHandle
 
 
 def wait_until_gone(pid: int, within: float = 10.0) -> bool:
@@ -29,3 +32,10 @@ def double_flow(x: int) -> int:
     result = double(x)
     get_run_logger().info("last words of double_flow(%d)", x)
     return result
+
+
+def auth_headers(harness: HarnessHandle) -> dict[str, str]:
+    """What Prefect's client sends: the harness's auth string as HTTP Basic credentials."""
+    assert harness.api_auth_string is not None
+    token = base64.b64encode(harness.api_auth_string.encode()).decode()
+    return {"Authorization": f"Basic {token}"}

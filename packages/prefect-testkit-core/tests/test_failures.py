@@ -134,3 +134,25 @@ def test_the_server_dies_with_its_parent_even_on_sigkill() -> None:
             assert wait_until_gone(server_pid, within=5.0), "the server outlived its parent"
         finally:
             parent.kill()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("PREFECT_TESTKIT_SERVER_FACTORY", "sometimes", "'sometimes' is not a boolean"),
+        ("PREFECT_TESTKIT_FACTORY_IDLE_SECONDS", "-1", "'-1' must be a number of seconds >= 0"),
+        ("PREFECT_TESTKIT_FACTORY_IDLE_SECONDS", "soon", "'soon' must be a number of seconds"),
+        ("PREFECT_TESTKIT_TEMPLATE_CACHE", "maybe", "'maybe' is not a boolean"),
+        ("PREFECT_TESTKIT_CACHE_DIR", "relative/cache", "must be an absolute path"),
+        ("PREFECT_TESTKIT_SQLITE_IMMEDIATE", "sure", "'sure' is not a boolean"),
+        ("PREFECT_TESTKIT_API_AUTH", "2", "'2' is not a boolean"),
+    ],
+)
+def test_bad_environment_values_are_named(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    children = psutil.Process().children(recursive=True)
+    with pytest.raises(HarnessConfigError, match=expected), prefect_test_harness():
+        pytest.fail("the harness accepted a bad environment value")
+    assert psutil.Process().children(recursive=True) == children

@@ -10,7 +10,7 @@ import httpx
 import prefect.settings
 import psutil
 import pytest
-from conftest import double, double_flow, wait_until_gone
+from conftest import auth_headers, double, double_flow, wait_until_gone
 from prefect import flow, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
@@ -58,7 +58,9 @@ def test_flows_run_against_the_harness_and_everything_is_restored() -> None:
             assert [run.state_name for run in task_runs] == ["Completed"]
 
         # Telemetry is off and the server talks to loopback only.
-        server_settings = httpx.get(f"{harness.api_url}/admin/settings", timeout=10).json()
+        server_settings = httpx.get(
+            f"{harness.api_url}/admin/settings", headers=auth_headers(harness), timeout=10
+        ).json()
         assert server_settings["server"]["analytics_enabled"] is False
         server = psutil.Process(harness.server_pid)
         remote = {conn.raddr.ip for conn in server.net_connections() if conn.raddr}

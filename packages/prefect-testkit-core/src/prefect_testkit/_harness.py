@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
-import shutil
+import secrets
 import sys
 import time
 from collections.abc import Iterator
@@ -17,8 +17,11 @@ from typing import TYPE_CHECKING
 import prefect.context
 import prefect.settings
 
+from prefect_testkit._config import env_flag
 from prefect_testkit._errors import HarnessConfigError
+from prefect_testkit._files import copy_private
 from prefect_testkit._process import LOG_TAIL_LINES, ServerProcess, read_log_tail
+from prefect_testkit._protocol import API_AUTH_ENV, SQLITE_IMMEDIATE_ENV
 from prefect_testkit._template import TemplateCache, template_cache_enabled
 from prefect_testkit_xdist import (
     AllocatorConfigError,
@@ -46,6 +49,7 @@ class HarnessHandle:
     log_path: Path
     server_pid: int
     startup_seconds: float
+    api_auth_string: str | None = field(repr=False)
     database_from_template: bool
     server_forked: bool
     _server: ServerProcess = field(repr=False, compare=False)
@@ -111,6 +115,8 @@ def prefect_test_harness(
         raise HarnessConfigError(f"keep_files must be True or False, got {keep_files!r}")
     seed = _initial_database(initial_database)
     _require_sqlite()
+    env_flag(SQLITE_IMMEDIATE_ENV, default=True)  # read by the server: fail here, not there
+    auth_string = secrets.token_urlsafe(32) if env_flag(API_AUTH_ENV, default=True) else None
 
     with ExitStack() as stack:
         directory_lease = lease_directory("harness")
@@ -121,7 +127,7 @@ def prefect_test_harness(
         home.mkdir(mode=0o700)
         template = TemplateCache() if seed is None and template_cache_enabled() else None
         if seed is not None:
-            shutil.copyfile(seed, database_file)
+            copy_private(seed, database_file)
         from_template = template is not None and template.restore(database_file, home)
         database_url = f"sqlite+aiosqlite:///{database_file}"
 
@@ -143,7 +149,7 @@ def prefect_test_harness(
 
         server = ServerProcess(
             stack.enter_context(lease_port(ports)),
-            _server_environment(),
+            _server_environment(auth_string),
             directory / "server.log",
             timeout,
         )
@@ -162,7 +168,10 @@ def prefect_test_harness(
 
         stack.enter_context(
             prefect.settings.temporary_settings(
-                updates={prefect.settings.PREFECT_API_URL: server.api_url}
+                updates={
+                    prefect.settings.PREFECT_API_URL: server.api_url,
+                    prefect.settings.PREFECT_API_AUTH_STRING: auth_string,
+                }
             )
         )
         # Contexts copied before the harness started (an IsolatedAsyncioTestCase built at
@@ -184,6 +193,7 @@ def prefect_test_harness(
             log_path=server.log_path,
             server_pid=server.pid,
             startup_seconds=startup_seconds,
+            api_auth_string=auth_string,
             database_from_template=from_template,
             server_forked=server.forked,
             _server=server,
@@ -268,11 +278,17 @@ def _client_defaults() -> dict[Setting, object]:
     return defaults
 
 
-def _server_environment() -> dict[str, str]:
-    """The child's environment: ours, the current Prefect settings, and test-server defaults."""
+def _server_environment(auth_string: str | None) -> dict[str, str]:
+    """The child's environment: ours, the current Prefect settings, and test-server defaults.
+
+    It reaches the child through the environment (spawned: readable by our user only) or
+    over the factory's private socket (forked): never on a command line.
+    """
     settings_env = prefect.settings.get_current_settings().to_environment_variables(
         exclude_unset=True
     )
+    if auth_string is not None:
+        settings_env["PREFECT_SERVER_API_AUTH_STRING"] = auth_string
     return {
         **SERVER_DEFAULTS,
         **os.environ,

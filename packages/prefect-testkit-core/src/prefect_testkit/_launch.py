@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import Protocol
 
+from prefect_testkit._config import env_flag
 from prefect_testkit._errors import HarnessConfigError
 from prefect_testkit._factory import (
     FACTORY_ENV,
@@ -90,9 +91,7 @@ def _alive(pid: int) -> bool:
 
 
 def factory_enabled() -> bool:
-    raw = os.environ.get(FACTORY_ENV, "true").strip().lower()
-    if raw not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
-        raise HarnessConfigError(f"{FACTORY_ENV}={raw!r} is not a boolean; use true or false")
+    enabled = env_flag(FACTORY_ENV, default=True)
     idle = os.environ.get(IDLE_ENV)
     if idle is not None:
         try:
@@ -103,7 +102,7 @@ def factory_enabled() -> bool:
             raise HarnessConfigError(
                 f"{IDLE_ENV}={idle!r} must be a number of seconds >= 0 (e.g. 300)"
             )
-    return raw in {"1", "true", "yes", "on"} and sys.platform != "win32"
+    return enabled and sys.platform != "win32"
 
 
 def launch(

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from prefect_testkit._errors import HarnessStartupError
+from prefect_testkit._files import open_private_append
 from prefect_testkit._launch import ForkedChild, launch
 from prefect_testkit._protocol import FLUSH_PATH, IDENTITY_HEADER, RESET_PATH
 from prefect_testkit_xdist import PortLease
@@ -51,7 +52,7 @@ class ServerProcess:
         self._nonce = secrets.token_hex(16)
         parent_read, self._parent_write = os.pipe()
         try:
-            with log_path.open("ab") as log:
+            with open_private_append(log_path) as log:
                 self._child = launch(
                     env,
                     port_lease.socket.fileno(),

@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from prefect_testkit._config import env_flag
 from prefect_testkit._protocol import (
     FLUSH_PATH,
     IDENTITY_HEADER,
@@ -114,12 +115,13 @@ def _begin_sqlite_transactions_immediate() -> None:
 def serve(listen_fd: int, parent_pipe_fd: int, nonce: str) -> None:
     """Serve Prefect's API on an inherited socket until SIGTERM or the parent's death."""
     _exit_when_parent_dies(parent_pipe_fd)
+    os.umask(0o077)  # the database, its journals and everything else: owner only
 
     # Imported after the watchdog is running: importing the server takes seconds.
     import uvicorn
     from prefect.server.api.server import create_app
 
-    if os.environ.get(SQLITE_IMMEDIATE_ENV, "true").lower() not in {"0", "false", "no", "off"}:
+    if env_flag(SQLITE_IMMEDIATE_ENV, default=True):
         _begin_sqlite_transactions_immediate()
     listener = socket.socket(fileno=listen_fd)
     app = _TestkitApp(create_app(ephemeral=True, final=True), nonce)

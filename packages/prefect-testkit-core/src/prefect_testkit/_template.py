@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -18,7 +17,9 @@ from pathlib import Path
 import prefect
 from filelock import FileLock
 
+from prefect_testkit._config import env_flag
 from prefect_testkit._errors import HarnessConfigError
+from prefect_testkit._files import copy_private
 from prefect_testkit_xdist import lock_dir
 
 CACHE_DIR_ENV = "PREFECT_TESTKIT_CACHE_DIR"
@@ -27,14 +28,7 @@ _LOCK_TIMEOUT_SECONDS = 60.0
 
 
 def template_cache_enabled() -> bool:
-    raw = os.environ.get(TEMPLATE_ENV, "true").strip().lower()
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    raise HarnessConfigError(
-        f"{TEMPLATE_ENV}={os.environ[TEMPLATE_ENV]!r} is not a boolean; use true or false"
-    )
+    return env_flag(TEMPLATE_ENV, default=True)
 
 
 def _cache_dir() -> Path:
@@ -93,9 +87,9 @@ class TemplateCache:
                 # Corrupt or half-written: rebuilt by the next save(), never trusted.
                 self.database.unlink()
                 return False
-            shutil.copyfile(self.database, database)
+            copy_private(self.database, database)
             if self.memo_store.is_file():
-                shutil.copyfile(self.memo_store, home / "memo_store.toml")
+                copy_private(self.memo_store, home / "memo_store.toml")
             return True
 
     def save(self, database: Path, home: Path) -> None:
@@ -114,5 +108,6 @@ class TemplateCache:
                 target.execute("PRAGMA journal_mode=DELETE")
             memo_store = home / "memo_store.toml"
             if memo_store.is_file():
-                shutil.copyfile(memo_store, self.memo_store)
+                copy_private(memo_store, self.memo_store)
+            partial.chmod(0o600)
             os.replace(partial, self.database)

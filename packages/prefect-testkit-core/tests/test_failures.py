@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -156,3 +157,24 @@ def test_bad_environment_values_are_named(
     with pytest.raises(HarnessConfigError, match=expected), prefect_test_harness():
         pytest.fail("the harness accepted a bad environment value")
     assert psutil.Process().children(recursive=True) == children
+
+
+@pytest.mark.parametrize("factory", ["true", "false"])
+def test_a_server_killed_mid_test_fails_the_next_calls_fast_and_clearly(
+    factory: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREFECT_TESTKIT_SERVER_FACTORY", factory)
+    with prefect_test_harness(120) as harness:
+        assert double_flow(1) == 2
+        os.kill(harness.server_pid, signal.SIGKILL)
+        assert wait_until_gone(harness.server_pid)
+        for _ in range(2):  # the failing call, and every one after it
+            started = time.monotonic()
+            with pytest.raises(Exception, match="test server died") as caught:
+                double_flow(2)
+            assert time.monotonic() - started < 10, "the client backed off instead of failing"
+            assert "exit code -9" in str(caught.value)
+        assert harness.server_returncode == -9
+        assert harness.server_death is not None
+        assert "last lines of its log" in harness.server_death.lower()
+    assert not harness.directory.exists()

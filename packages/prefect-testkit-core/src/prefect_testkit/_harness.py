@@ -59,6 +59,15 @@ class HarnessHandle:
         """None while the server runs; its exit code once it has stopped."""
         return self._server.returncode
 
+    @property
+    def server_death(self) -> str | None:
+        """Why the server died on its own (exit code, end of its log), or None.
+
+        Once it has, every API request fails at once with this text (HTTP 500 from the
+        harness, which Prefect's client does not retry) instead of backing off.
+        """
+        return self._server.death
+
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         """The last lines the server wrote to its log."""
         return read_log_tail(self.log_path, lines)

@@ -7,6 +7,7 @@ import select
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from typing import Protocol
@@ -49,6 +50,8 @@ class ForkedChild:
         self._conn = conn
         self._reader = reader
         self._returncode: int | None = None
+        # The harness's death watcher waits while the harness polls: one reader at a time.
+        self._mutex = threading.Lock()
 
     def poll(self) -> int | None:
         self._read(timeout=0)
@@ -57,13 +60,17 @@ class ForkedChild:
     def wait(self, timeout: float | None = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._returncode is None:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            remaining = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+            if remaining <= 0:
                 raise subprocess.TimeoutExpired(f"server pid {self.pid}", timeout or 0)
             self._read(timeout=remaining)
         return self._returncode
 
-    def _read(self, timeout: float | None) -> None:
+    def _read(self, timeout: float) -> None:
+        with self._mutex:
+            self._read_locked(timeout)
+
+    def _read_locked(self, timeout: float) -> None:
         if self._returncode is not None:
             return
         readable, _, _ = select.select([self._conn], [], [], timeout)

@@ -7,6 +7,7 @@ import os
 import secrets
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +18,7 @@ from prefect_testkit._errors import HarnessStartupError
 from prefect_testkit._files import open_private_append
 from prefect_testkit._launch import ForkedChild, launch
 from prefect_testkit._protocol import FLUSH_PATH, IDENTITY_HEADER, RESET_PATH
+from prefect_testkit._tombstone import Tombstone
 from prefect_testkit_xdist import PortLease
 
 _POLL_SECONDS = 0.05
@@ -50,6 +52,11 @@ class ServerProcess:
         self._deadline = self._started + timeout
         self._timeout = timeout
         self._nonce = secrets.token_hex(16)
+        self._mutex = threading.Lock()
+        self._stopping = False
+        self._tombstone: Tombstone | None = None
+        # Why the server died, once it has died on its own (not stopped by us).
+        self.death: str | None = None
         parent_read, self._parent_write = os.pipe()
         try:
             with open_private_append(log_path) as log:
@@ -104,6 +111,7 @@ class ServerProcess:
                         # to prevent.
                         self._fail("a process other than our server answered", started, describe)
                     if response.status_code == 200:
+                        self._watch_for_death()
                         return time.monotonic() - started
                     last_problem = f"/api/health answered HTTP {response.status_code}"
                 if time.monotonic() >= deadline:
@@ -111,6 +119,24 @@ class ServerProcess:
                         f"timed out after {timeout:g} s (last: {last_problem})", started, describe
                     )
                 time.sleep(_POLL_SECONDS)
+
+    def _watch_for_death(self) -> None:
+        threading.Thread(
+            target=self._on_death, name=f"watch-server-{self.pid}", daemon=True
+        ).start()
+
+    def _on_death(self) -> None:
+        code = self._child.wait()
+        with self._mutex:
+            if self._stopping:
+                return
+            self.death = (
+                f"The Prefect test server died during the test: pid {self.pid}, port "
+                f"{self.port}, exit code {code}. Last lines of its log ({self.log_path}):\n"
+                + _indent(read_log_tail(self.log_path))
+            )
+            with contextlib.suppress(OSError):  # the port is ours, but be safe
+                self._tombstone = Tombstone(self.port, self.death)
 
     def empty_database(self) -> None:
         """Delete every row a test can create, inside the running server."""
@@ -148,6 +174,11 @@ class ServerProcess:
 
     def stop(self) -> None:
         """Terminate the child (SIGKILL after a grace period) and reap it. Idempotent."""
+        with self._mutex:
+            self._stopping = True
+            if self._tombstone is not None:
+                self._tombstone.close()
+                self._tombstone = None
         if self._parent_write >= 0:
             os.close(self._parent_write)
             self._parent_write = -1

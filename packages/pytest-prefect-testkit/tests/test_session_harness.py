@@ -253,7 +253,8 @@ def test_without_pytest_asyncio(pytester: pytest.Pytester) -> None:
         flows=FLOWS,
         test_plain="""
             import asyncio
-                        from flows import amake, make
+            import sys
+            from flows import amake, make
 
             def test_async_client_from_asyncio_run(prefect_client, sync_prefect_client):
                 assert "pytest_asyncio" not in sys.modules

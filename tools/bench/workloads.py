@@ -28,6 +28,8 @@ WORKER = HERE / "worker.py"
 SUITE = HERE / "suite"
 MARKER_ENV = "PREFECT_TESTKIT_BENCH_RUN"
 CACHE_ENV = "PREFECT_TESTKIT_CACHE_DIR"
+LOCK_DIR_ENV = "PREFECT_TESTKIT_LOCK_DIR"
+FACTORY_IDLE_ENV = "PREFECT_TESTKIT_FACTORY_IDLE_SECONDS"
 HARNESS_ENV = "PREFECT_TESTKIT_BENCH_HARNESS"
 TOOLKIT, PREFECT = "toolkit", "prefect"
 MB = 1024 * 1024
@@ -67,6 +69,11 @@ class Bench:
         env = {**os.environ, MARKER_ENV: self.run_id, HARNESS_ENV: harness}
         if cache_dir is not None:
             env[CACHE_ENV] = str(cache_dir)
+            if cache_dir != self.warm_cache:
+                # Cold: no template database and no running server factory either; the
+                # factory started here exits as soon as its one server has.
+                env[LOCK_DIR_ENV] = str(cache_dir / "locks")
+                env[FACTORY_IDLE_ENV] = "0"
         return env
 
     def new_dir(self, label: str) -> Path:
@@ -358,13 +365,32 @@ def _hold(bench: Bench, harness: str, count: int, cache_dir: Path | None) -> int
             _reap_servers(bench, out)
 
 
+def _is_server_factory(proc: psutil.Process) -> bool:
+    """The toolkit's server factory idles on by design; the servers it forks do not.
+
+    Forked servers share the factory's command line; the factory is the one whose parent
+    is not a factory.
+    """
+
+    def factory_cmdline(p: psutil.Process | None) -> bool:
+        try:
+            return p is not None and "prefect_testkit._factory" in " ".join(p.cmdline())
+        except psutil.Error:
+            return False
+
+    try:
+        return factory_cmdline(proc) and not factory_cmdline(proc.parent())
+    except psutil.Error:
+        return False
+
+
 def leftover_servers(bench: Bench) -> list[dict[str, Any]]:
     """Processes still alive that this run started (found by the environment marker)."""
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         if proc.pid == os.getpid():
             continue
-        if _environ(proc).get(MARKER_ENV) == bench.run_id:
+        if _environ(proc).get(MARKER_ENV) == bench.run_id and not _is_server_factory(proc):
             found.append({"pid": proc.pid, "cmdline": " ".join(proc.info["cmdline"] or [])})
     found_pids = {entry["pid"] for entry in found}
     for pid in bench.server_pids - found_pids:

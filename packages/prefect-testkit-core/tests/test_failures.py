@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import prefect.settings
 import psutil
@@ -178,3 +179,32 @@ def test_a_server_killed_mid_test_fails_the_next_calls_fast_and_clearly(
         assert harness.server_death is not None
         assert "last lines of its log" in harness.server_death.lower()
     assert not harness.directory.exists()
+
+
+FULL_DISK_SCRIPT = textwrap.dedent(
+    """
+    import resource, signal
+    from prefect_testkit import HarnessStartupError, prefect_test_harness
+
+    # A full disk without privileges: past this size every write fails with EFBIG.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+    try:
+        with prefect_test_harness(120):
+            print("STARTED")
+    except HarnessStartupError as exc:
+        print(exc)
+    """
+)
+
+
+def test_a_full_disk_is_a_clear_error_and_leaves_nothing() -> None:
+    """Simulated with RLIMIT_FSIZE, which needs no privileges (unlike a small tmpfs)."""
+    result = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_SCRIPT], capture_output=True, text=True, timeout=300
+    )
+    assert "STARTED" not in result.stdout, result.stdout
+    assert "could not prepare its directory" in result.stdout, result.stdout + result.stderr
+    assert "File too large" in result.stdout
+    directory = result.stdout.split("prepare its directory ")[1].split(":")[0]
+    assert not Path(directory).exists()

@@ -18,7 +18,7 @@ import prefect.context
 import prefect.settings
 
 from prefect_testkit._config import env_flag
-from prefect_testkit._errors import HarnessConfigError
+from prefect_testkit._errors import HarnessConfigError, HarnessStartupError
 from prefect_testkit._files import copy_private
 from prefect_testkit._process import LOG_TAIL_LINES, ServerProcess, read_log_tail
 from prefect_testkit._protocol import API_AUTH_ENV, SQLITE_IMMEDIATE_ENV
@@ -133,11 +133,17 @@ def prefect_test_harness(
         directory = directory_lease.path
         database_file = directory / "prefect.db"
         home = directory / "home"
-        home.mkdir(mode=0o700)
         template = TemplateCache() if seed is None and template_cache_enabled() else None
-        if seed is not None:
-            copy_private(seed, database_file)
-        from_template = template is not None and template.restore(database_file, home)
+        try:
+            home.mkdir(mode=0o700)
+            if seed is not None:
+                copy_private(seed, database_file)
+            from_template = template is not None and template.restore(database_file, home)
+        except OSError as exc:
+            raise HarnessStartupError(
+                f"The harness could not prepare its directory {directory}: {exc}. Free space "
+                "there, or point PREFECT_TESTKIT_LOCK_DIR at a writable local file system."
+            ) from exc
         database_url = f"sqlite+aiosqlite:///{database_file}"
 
         # Server-side code in this process (tests of Prefect server models, say) must use

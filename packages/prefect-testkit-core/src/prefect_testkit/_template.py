@@ -93,21 +93,31 @@ class TemplateCache:
             return True
 
     def save(self, database: Path, home: Path) -> None:
-        """Snapshot a freshly started harness's database as the template."""
+        """Snapshot a freshly started harness's database as the template.
+
+        Best effort: a cache that cannot be written (a full disk, say) costs the next
+        harness a migration, never a failure.
+        """
         with self._lock:
             if self.database.is_file() and _is_sound(self.database):
                 return  # another harness saved one first
             partial = self.database.with_suffix(".partial")
-            # The backup API copies a consistent snapshot while the server keeps running.
-            with (
-                closing(sqlite3.connect(database)) as source,
-                closing(sqlite3.connect(partial)) as target,
-            ):
-                source.backup(target)
-                # One self-contained file: readers then need no -wal/-shm beside it.
-                target.execute("PRAGMA journal_mode=DELETE")
-            memo_store = home / "memo_store.toml"
-            if memo_store.is_file():
-                copy_private(memo_store, self.memo_store)
-            partial.chmod(0o600)
-            os.replace(partial, self.database)
+            try:
+                self._write(database, home, partial)
+            except (OSError, sqlite3.Error):
+                partial.unlink(missing_ok=True)
+
+    def _write(self, database: Path, home: Path, partial: Path) -> None:
+        # The backup API copies a consistent snapshot while the server keeps running.
+        with (
+            closing(sqlite3.connect(database)) as source,
+            closing(sqlite3.connect(partial)) as target,
+        ):
+            source.backup(target)
+            # One self-contained file: readers then need no -wal/-shm beside it.
+            target.execute("PRAGMA journal_mode=DELETE")
+        memo_store = home / "memo_store.toml"
+        if memo_store.is_file():
+            copy_private(memo_store, self.memo_store)
+        partial.chmod(0o600)
+        os.replace(partial, self.database)

@@ -108,3 +108,20 @@ def bazel(session: nox.Session) -> None:
         )
     session.run(str(ROOT / "tools" / "bazel" / "setup-venv"), external=True)
     session.run("bazel", "test", "//...", *session.posargs, external=True)
+
+
+SHORT_STORM = "--duration 90 --concurrency 3 --kill-probability 0.3 --seed 1"
+
+
+@nox.session
+def storm(session: nox.Session) -> None:
+    """Stress run (tools/storm/README.md): concurrent pytest -n 2 sessions, some SIGKILLed.
+
+    Default: a short run for CI; pass options after ``--`` for a long one, e.g.
+    ``nox -s storm -- --duration 600 --concurrency 6 --kill-probability 0.3 --seed 7``.
+    """
+    # Not editable: stress what a user would install. The root "test" group brings pytest,
+    # pytest-xdist and psutil.
+    session.install(*all_packages(), *dependency_group(ROOT, "test"))
+    args = session.posargs or SHORT_STORM.split()
+    session.run("python", str(ROOT / "tools" / "storm" / "run.py"), *args)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from sessions import RUN_ID_ENV, SUITE, Session
+from sessions import RUN_ID_ENV, SESSION_ID_ENV, SUITE, Session
 
 FACTORY_MODULE = "prefect_testkit._factory"
 
@@ -180,9 +180,15 @@ def _alive(pid: int, create_time: float | None) -> bool:
         return False
 
 
-def settled_leftovers(session: Session, harnesses: list[Harness], grace: float) -> list[str]:
+def settled_leftovers(
+    session: Session, harnesses: list[Harness], grace: float, run_id: str
+) -> list[str]:
     """What of ``session`` still exists ``grace`` seconds after it finished."""
-    found = []
+    found = [
+        f"{session.name}: pid {process.pid} still runs {grace:g} s after its session "
+        f"{session.outcome}: {' '.join(process.cmdline())[:160]}"
+        for process in _marked_processes(run_id, session.name)
+    ]
     for harness in harnesses:
         if _alive(harness.server_pid, harness.server_create_time):
             found.append(
@@ -199,6 +205,26 @@ def settled_leftovers(session: Session, harnesses: list[Harness], grace: float) 
         f"{session.name}: process {pid} of its group outlived the SIGKILL"
         for pid in session.stragglers
     )
+    return found
+
+
+def _marked_processes(run_id: str, session_name: str) -> list[psutil.Process]:
+    """Live processes started for ``session_name``, by their inherited environment.
+
+    Servers forked by the factory are left out: they show the environment of whichever
+    session started the factory, so they are checked by their recorded pids instead.
+    """
+    found = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            env = process.environ()
+            if (
+                env.get(RUN_ID_ENV) == run_id
+                and env.get(SESSION_ID_ENV) == session_name
+                and process.status() != psutil.STATUS_ZOMBIE
+                and not _is_factory(process)
+            ):
+                found.append(process)
     return found
 
 

@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     def on_settled(session: Session) -> None:
         harnesses, _ = checks.load_records(record_dir)
         mine = [h for h in harnesses if h.session == session.name]
-        settled[session.name] = checks.settled_leftovers(session, mine, config.grace)
+        settled[session.name] = checks.settled_leftovers(session, mine, config.grace, run_id)
         for problem in settled[session.name]:
             say(f"LEFTOVER {problem}")
 
@@ -234,6 +234,10 @@ def build_report(
             "killed": sum(s.killed for s in storm.sessions),
             "failed": len(survivors) - len(passed),
             "timed_out": sum(s.timed_out for s in storm.sessions),
+            # Drawn for a kill, but the session ended first: it counts as a survivor.
+            "kill_missed": sum(
+                s.kill_at is not None and s.killed_at is None for s in storm.sessions
+            ),
         },
         "tests": {
             "per_session": len(expected),

@@ -101,7 +101,8 @@ def main(argv: list[str]) -> int:
             args.append(arg)
     os.chdir(rootdir)
     # The runfiles tree is read-only in the sandbox and rebuilt between runs: no cache.
-    args[:0] = ["-p", "no:cacheprovider"]
+    # -v: a test log read later names every test it ran (and so each shard its share).
+    args[:0] = ["-p", "no:cacheprovider", "-v"]
     test_filter = os.environ.get("TESTBRIDGE_TEST_ONLY")
     if test_filter:
         args += ["-k", test_filter]  # bazel test --test_filter=EXPRESSION

@@ -1,0 +1,98 @@
+"""Every public parameter, environment variable and pytest option, given a bad value.
+
+Each must fail before anything starts, with a message naming the value, and leave no
+process, lease or directory behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from prefect_testkit import prefect_test_harness
+from prefect_testkit_xdist import list_leases
+
+PARAMETERS = [
+    ({"server_startup_timeout": 0}, "got 0"),
+    ({"server_startup_timeout": -1.5}, "got -1.5"),
+    ({"server_startup_timeout": "soon"}, "'soon'"),
+    ({"server_startup_timeout": float("nan")}, "nan"),
+    ({"port_range": "9000-8000"}, "9000-8000"),
+    ({"port_range": (0, 10)}, "port_range"),
+    ({"port_range": "every port"}, "every port"),
+    ({"keep_files": "yes"}, "'yes'"),
+    ({"initial_database": "/no/such.db"}, "/no/such.db"),
+]
+
+ENVIRONMENT = [
+    ("PREFECT_TESTKIT_PORT_RANGE", "70000-70010", "70000"),
+    ("PREFECT_TESTKIT_LOCK_DIR", "relative/locks", "relative/locks"),
+    ("PREFECT_TESTKIT_LEASE_TIMEOUT", "-1", "-1"),
+    ("PREFECT_TESTKIT_SERVER_FACTORY", "maybe", "'maybe'"),
+    ("PREFECT_TESTKIT_FACTORY_IDLE_SECONDS", "forever", "'forever'"),
+    ("PREFECT_TESTKIT_TEMPLATE_CACHE", "perhaps", "'perhaps'"),
+    ("PREFECT_TESTKIT_CACHE_DIR", "cache", "'cache'"),
+    ("PREFECT_TESTKIT_SQLITE_IMMEDIATE", "2", "'2'"),
+    ("PREFECT_TESTKIT_API_AUTH", "sometimes", "'sometimes'"),
+]
+
+PYTEST_OPTIONS = [
+    (["--prefect-startup-timeout=0"], "--prefect-startup-timeout"),
+    (["--prefect-startup-timeout=soon"], "soon"),
+    (["--prefect-port-range=9000-8000"], "9000-8000"),
+    (["--prefect-shard=3/3"], "3/3"),
+    (["--prefect-shard=first"], "first"),
+    (["-o", "prefect_harness_autouse=maybe"], "maybe"),
+    (["-o", "prefect_startup_timeout=-5"], "-5"),
+    (["-o", "prefect_port_range=1-2-3"], "1-2-3"),
+]
+
+
+def our_leases() -> list[object]:
+    return [lease for lease in list_leases() if lease.pid == os.getpid()]
+
+
+@pytest.fixture
+def nothing_left_behind() -> object:
+    children = {child.pid for child in psutil.Process().children(recursive=True)}
+    yield
+    assert {child.pid for child in psutil.Process().children(recursive=True)} <= children
+    assert our_leases() == []
+
+
+@pytest.mark.usefixtures("nothing_left_behind")
+@pytest.mark.parametrize(("kwargs", "named"), PARAMETERS)
+def test_bad_parameter(kwargs: dict[str, object], named: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(named)), prefect_test_harness(**kwargs):  # type: ignore[arg-type]
+        pytest.fail("started")
+
+
+@pytest.mark.usefixtures("nothing_left_behind")
+@pytest.mark.parametrize(("name", "value", "named"), ENVIRONMENT)
+def test_bad_environment_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, named: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=re.escape(named)) as caught, prefect_test_harness():
+        pytest.fail("started")
+    assert name in str(caught.value)
+
+
+@pytest.mark.parametrize(("args", "named"), PYTEST_OPTIONS)
+def test_bad_pytest_option_is_a_usage_error(tmp_path: Path, args: list[str], named: str) -> None:
+    (tmp_path / "test_nothing.py").write_text("def test_nothing():\n    pass\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
+    assert named in result.stderr

@@ -90,6 +90,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds after which a session is killed and counted as failed (default 400)",
     )
     parser.add_argument(
+        "--kill-window",
+        type=_number(float, 0, low_open=True),
+        default=30.0,
+        help="until a session has passed, kills fall within this many seconds of a start; "
+        "then within the median passing session's duration (default 30)",
+    )
+    parser.add_argument(
         "--grace",
         type=_number(float, 0),
         default=10.0,
@@ -123,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         sessions_max=args.sessions_max,
         session_timeout=args.session_timeout,
         grace=args.grace,
+        kill_window=args.kill_window,
     )
     run_id = str(uuid.uuid4())
     output = args.output or Path(tempfile.mkdtemp(prefix=f"prefect-testkit-storm-{run_id[:8]}-"))

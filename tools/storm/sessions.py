@@ -22,8 +22,6 @@ RUN_ID_ENV = "STORM_RUN_ID"
 SESSION_ID_ENV = "STORM_SESSION_ID"
 RECORD_DIR_ENV = "STORM_RECORD_DIR"
 LOCK_DIR_ENV = "PREFECT_TESTKIT_LOCK_DIR"
-# Until a session has passed, kills are spread over this many seconds after a start.
-INITIAL_SESSION_ESTIMATE = 30.0
 # SIGKILL cannot be caught, but a loaded machine may take a moment to reap a group.
 GROUP_EXIT_TIMEOUT = 10.0
 POLL_SECONDS = 0.2
@@ -38,6 +36,8 @@ class StormConfig:
     sessions_max: int | None
     session_timeout: float
     grace: float
+    # Until a session has passed, kills are spread over this many seconds after a start.
+    kill_window: float = 30.0
     workers: int = 2
 
 
@@ -181,7 +181,7 @@ class Storm:
             for s in self.sessions
             if s.returncode == 0 and s.ended_at is not None and s.killed_at is None
         ]
-        return statistics.median(passed) if passed else INITIAL_SESSION_ESTIMATE
+        return statistics.median(passed) if passed else self.config.kill_window
 
     def _start(self) -> None:
         index = len(self.sessions)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import psutil
@@ -50,3 +52,30 @@ def test_without_the_factory_the_server_is_spawned(monkeypatch: pytest.MonkeyPat
         assert not harness.server_forked
         assert psutil.Process(harness.server_pid).ppid() == os.getpid()
         assert double_flow(9) == 18
+
+
+def test_a_factory_outlives_the_directory_it_was_started_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREFECT_TESTKIT_LOCK_DIR", str(tmp_path / "locks"))
+    monkeypatch.setenv("PREFECT_TESTKIT_FACTORY_IDLE_SECONDS", "5")
+    launched_from = tmp_path / "deleted-later"
+    launched_from.mkdir()
+    first = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from prefect_testkit import prefect_test_harness as h\n"
+            "with h(120) as harness: print(harness.server_forked)",
+        ],
+        cwd=launched_from,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert first.stdout.strip() == "True", first.stderr
+    launched_from.rmdir()
+
+    with prefect_test_harness(120) as harness:  # forked by that factory
+        assert harness.server_forked
+        assert double_flow(3) == 6

@@ -210,6 +210,10 @@ def try_lock(path: Path) -> int | None:
 def main() -> None:
     paths = factory_paths()
     os.setsid()
+    # The factory outlives whoever launched it, whose working directory (a pytest tmp
+    # dir, say) may be deleted: forked servers must not import relative to it.
+    os.chdir("/")
+    sys.path[:] = [entry for entry in sys.path if entry and os.path.isabs(entry)]
     # Inherited already locked from the launching harness; held until this process exits.
     lock_fd = int(os.environ.pop(LOCK_FD_ENV))
     os.set_inheritable(lock_fd, False)

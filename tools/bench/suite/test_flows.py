@@ -1,8 +1,15 @@
-"""Ordinary flow tests: a flow with a task or two, checked by its result or state."""
+"""Ordinary flow tests: a flow with a task or two, checked by its result or state.
+
+Ten tests, each run twice (``copy``), make the twenty-test suite of the benchmark.
+"""
 
 from __future__ import annotations
 
+import pytest
 from prefect import flow, task
+
+# Each test runs twice: ten kinds of test, twenty tests.
+pytestmark = pytest.mark.parametrize("copy", ["a", "b"])
 
 
 @task
@@ -20,7 +27,7 @@ def shout(text: str) -> str:
     return text.upper()
 
 
-def test_double_a() -> None:
+def test_double(copy: str) -> None:
     @flow
     def f() -> int:
         return double(3)
@@ -28,7 +35,7 @@ def test_double_a() -> None:
     assert f() == 6
 
 
-def test_add_a() -> None:
+def test_add(copy: str) -> None:
     @flow
     def f() -> int:
         return add(2, 3)
@@ -36,7 +43,7 @@ def test_add_a() -> None:
     assert f() == 5
 
 
-def test_chain_a() -> None:
+def test_chain(copy: str) -> None:
     @flow
     def f() -> int:
         return add(double(2), 1)
@@ -44,7 +51,7 @@ def test_chain_a() -> None:
     assert f() == 5
 
 
-def test_shout_a() -> None:
+def test_shout(copy: str) -> None:
     @flow
     def f() -> str:
         return shout("hi")
@@ -52,7 +59,7 @@ def test_shout_a() -> None:
     assert f() == "HI"
 
 
-def test_param_a() -> None:
+def test_param(copy: str) -> None:
     @flow
     def f(n: int) -> int:
         return double(n)
@@ -60,7 +67,7 @@ def test_param_a() -> None:
     assert f(21) == 42
 
 
-def test_state_a() -> None:
+def test_state(copy: str) -> None:
     @flow
     def f() -> int:
         return add(1, 1)
@@ -68,7 +75,7 @@ def test_state_a() -> None:
     assert f(return_state=True).is_completed()
 
 
-def test_two_tasks_a() -> None:
+def test_two_tasks(copy: str) -> None:
     @flow
     def f() -> list[int]:
         return [double(1), double(2)]
@@ -76,7 +83,7 @@ def test_two_tasks_a() -> None:
     assert f() == [2, 4]
 
 
-def test_submit_a() -> None:
+def test_submit(copy: str) -> None:
     @flow
     def f() -> int:
         return double.submit(4).result()
@@ -84,7 +91,7 @@ def test_submit_a() -> None:
     assert f() == 8
 
 
-def test_strings_a() -> None:
+def test_strings(copy: str) -> None:
     @flow
     def f() -> str:
         return shout("a") + shout("b")
@@ -92,7 +99,7 @@ def test_strings_a() -> None:
     assert f() == "AB"
 
 
-def test_sum_a() -> None:
+def test_sum(copy: str) -> None:
     @flow
     def f() -> int:
         return add(double(1), double(2))

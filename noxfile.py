@@ -4,6 +4,9 @@ nox -s demo        run the example project's tests with the toolkit
 nox -s tests       test each package alone, then the cross-package tests
 nox -s lint        ruff check and format check
 nox -s typecheck   mypy --strict on every package's src/
+nox -s bench       the toolkit against Prefect's own harness, side by side (tools/bench)
+nox -s storm       concurrent pytest -n 2 sessions, some SIGKILLed, then checks (tools/storm)
+nox -s bazel       bazel test //... (tools/bazel)
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ pytest_main.py (--config=FILE | --rootdir=DIR) [pytest arguments...] --tests=PAT
   own sharding selects the tests; otherwise the small plugin below does, with the same split:
   a test runs on shard ``crc32(node id) % TEST_TOTAL_SHARDS``. Either touches
   ``TEST_SHARD_STATUS_FILE``. A shard that gets no test passes.
-- ``TMPDIR`` is ``TEST_TMPDIR`` unless set, so the allocator's default lock directory, the
-  harness databases and pytest's ``tmp_path`` are private to the test (Bazel 4 sets no TMPDIR).
+- ``TMPDIR`` is ``TEST_TMPDIR`` (Bazel 4 passes ``/tmp``), so the allocator's default lock
+  directory, the harness databases and pytest's ``tmp_path`` are private to the test.
 - Bazel runs tests without a usable home: unless the environment sets it, ``PREFECT_HOME`` is
   ``$TEST_TMPDIR/prefect-home`` (profiles and settings of this test only, never the user's
   ``~/.prefect``), and ``HOME`` is ``TEST_TMPDIR`` when it is not a writable directory.
@@ -40,13 +40,12 @@ def _bazel_environment() -> None:
     test_tmpdir = os.environ.get("TEST_TMPDIR")
     if not test_tmpdir:
         return
-    # Bazel 4 leaves TMPDIR unset, so /tmp (writable in its sandbox) would be shared by every
-    # test. Each sandboxed test has its own pid namespace, so pids in a shared lock directory
-    # are ambiguous across tests; a per-test TMPDIR gives each test (all its shards' harnesses
-    # and child processes) its own default lock directory, databases and pytest tmp_path.
+    # Bazel 4 passes TMPDIR=/tmp (writable in its sandbox), which every test would share. Each
+    # sandboxed test has its own pid namespace, so pids in a shared lock directory are
+    # ambiguous across tests; a per-test TMPDIR gives each test (its harnesses and child
+    # processes) its own default lock directory, databases and pytest tmp_path.
     # --config=shared-locks (PREFECT_TESTKIT_LOCK_DIR) opts back into one shared directory.
-    if not os.environ.get("TMPDIR"):
-        os.environ["TMPDIR"] = test_tmpdir
+    os.environ["TMPDIR"] = test_tmpdir
     home = os.environ.get("HOME", "")
     if not (home and os.path.isdir(home) and os.access(home, os.W_OK)):
         os.environ["HOME"] = test_tmpdir

@@ -13,8 +13,9 @@ pytest_main.py (--config=FILE | --rootdir=DIR) [pytest arguments...] --tests=PAT
   own sharding selects the tests; otherwise the small plugin below does, with the same split:
   a test runs on shard ``crc32(node id) % TEST_TOTAL_SHARDS``. Either touches
   ``TEST_SHARD_STATUS_FILE``. A shard that gets no test passes.
-- ``TMPDIR`` is ``TEST_TMPDIR`` (Bazel 4 passes ``/tmp``), so the allocator's default lock
-  directory, the harness databases and pytest's ``tmp_path`` are private to the test.
+- ``TMPDIR`` is a fresh ``/tmp/bazel-test-*`` directory, removed at exit (Bazel 4 passes
+  ``/tmp`` itself), so the allocator's default lock directory, the harness databases and
+  pytest's ``tmp_path`` are private to the test, in paths short enough for Unix sockets.
 - Bazel runs tests without a usable home: unless the environment sets it, ``PREFECT_HOME`` is
   ``$TEST_TMPDIR/prefect-home`` (profiles and settings of this test only, never the user's
   ``~/.prefect``), and ``HOME`` is ``TEST_TMPDIR`` when it is not a writable directory.
@@ -24,8 +25,11 @@ pytest_main.py (--config=FILE | --rootdir=DIR) [pytest arguments...] --tests=PAT
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -42,10 +46,16 @@ def _bazel_environment() -> None:
         return
     # Bazel 4 passes TMPDIR=/tmp (writable in its sandbox), which every test would share. Each
     # sandboxed test has its own pid namespace, so pids in a shared lock directory are
-    # ambiguous across tests; a per-test TMPDIR gives each test (its harnesses and child
-    # processes) its own default lock directory, databases and pytest tmp_path.
+    # ambiguous across tests: each test process gets a private TMPDIR (its harnesses and child
+    # processes inherit it), so its own default lock directory, databases and tmp_path. Not
+    # TEST_TMPDIR itself: that path is so deep that a Unix socket inside it would exceed the
+    # 108 bytes of sockaddr_un (the harness's server factory listens on one there).
     # --config=shared-locks (PREFECT_TESTKIT_LOCK_DIR) opts back into one shared directory.
-    os.environ["TMPDIR"] = test_tmpdir
+    base = "/tmp" if os.access("/tmp", os.W_OK) else test_tmpdir
+    private = tempfile.mkdtemp(prefix="bazel-test-", dir=base)
+    atexit.register(shutil.rmtree, private, ignore_errors=True)
+    os.environ["TMPDIR"] = private
+    tempfile.tempdir = None
     home = os.environ.get("HOME", "")
     if not (home and os.path.isdir(home) and os.access(home, os.W_OK)):
         os.environ["HOME"] = test_tmpdir

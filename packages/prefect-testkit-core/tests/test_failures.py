@@ -18,6 +18,8 @@ import prefect.settings
 import psutil
 import pytest
 from conftest import double_flow, wait_until_gone
+from prefect import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from prefect_testkit import HarnessConfigError, HarnessStartupError, prefect_test_harness
 
@@ -179,6 +181,18 @@ def test_a_server_killed_mid_test_fails_the_next_calls_fast_and_clearly(
         assert harness.server_death is not None
         assert "last lines of its log" in harness.server_death.lower()
     assert not harness.directory.exists()
+
+    # Prefect's workers are per process: none may stay bound to the dead server.
+    with prefect_test_harness(120) as after:
+        state = double_flow(3, return_state=True)
+        after.flush()
+        with get_client(sync_client=True) as client:
+            task_runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(
+                    id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+                )
+            )
+        assert [run.state_name for run in task_runs] == ["Completed"]
 
 
 FULL_DISK_SCRIPT = textwrap.dedent(

@@ -197,6 +197,9 @@ def prefect_test_harness(
             )
         )
         _register_as_default_server(stack, server.port)
+        # On every way out, before the server stops: logs written at the end of the body
+        # still reach it, and no worker outlives the harness. A dead server gets a bound.
+        stack.callback(lambda: drain_workers(None if server.returncode is None else 5.0))
 
         yield HarnessHandle(
             api_url=server.api_url,
@@ -213,11 +216,6 @@ def prefect_test_harness(
             server_forked=server.forked,
             _server=server,
         )
-
-        # Only on a normal exit: after an exception the body's last logs matter less
-        # than a prompt teardown, and a dead server would make the drain wait.
-        if server.returncode is None:
-            drain_workers()
 
 
 def _startup_timeout(value: object) -> float:
@@ -340,21 +338,21 @@ def _register_as_default_server(stack: ExitStack, port: int) -> None:
     stack.callback(restore)
 
 
-def drain_workers() -> None:
-    """Flush Prefect's log and event workers into the server before it stops."""
+def drain_workers(timeout: float | None = None) -> None:
+    """Flush Prefect's log and event workers into the server, and stop them.
+
+    Stopped workers matter as much as flushed ones: the event worker is one per process
+    and keeps the API URL it started with, so one left running would send the next
+    harness's events to this harness's (gone) server.
+    """
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
     from prefect.utilities.asyncutils import run_coro_as_sync
 
     async def drain() -> None:
-        try:
-            drained = APILogWorker.instance().drain()
+        for service in (APILogWorker, EventsWorker):
+            drained = service.drain_all(timeout=timeout, at_exit=False)
             if inspect.isawaitable(drained):
                 await drained
-        except RuntimeError:
-            pass  # the log worker was never started
-        all_drained = EventsWorker.drain_all()
-        if inspect.isawaitable(all_drained):
-            await all_drained
 
     run_coro_as_sync(drain())

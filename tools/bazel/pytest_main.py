@@ -13,9 +13,10 @@ pytest_main.py (--config=FILE | --rootdir=DIR) [pytest arguments...] --tests=PAT
   own sharding selects the tests; otherwise the small plugin below does, with the same split:
   a test runs on shard ``crc32(node id) % TEST_TOTAL_SHARDS``. Either touches
   ``TEST_SHARD_STATUS_FILE``. A shard that gets no test passes.
-- ``TMPDIR`` is a fresh ``/tmp/bazel-test-*`` directory, removed at exit (Bazel 4 passes
+- ``TMPDIR`` is a fresh ``/tmp/bzXXXXXXXX`` directory, removed at exit (Bazel 4 passes
   ``/tmp`` itself), so the allocator's default lock directory, the harness databases and
-  pytest's ``tmp_path`` are private to the test, in paths short enough for Unix sockets.
+  pytest's ``tmp_path`` (``--basetemp=$TMPDIR/t``) are private to the test, in paths short
+  enough for Unix sockets.
 - Bazel runs tests without a usable home: unless the environment sets it, ``PREFECT_HOME`` is
   ``$TEST_TMPDIR/prefect-home`` (profiles and settings of this test only, never the user's
   ``~/.prefect``), and ``HOME`` is ``TEST_TMPDIR`` when it is not a writable directory.
@@ -40,10 +41,11 @@ os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
 NO_TESTS_COLLECTED = 5
 
 
-def _bazel_environment() -> None:
+def _bazel_environment() -> str | None:
+    """Set up the environment of a test under Bazel; return its private temporary directory."""
     test_tmpdir = os.environ.get("TEST_TMPDIR")
     if not test_tmpdir:
-        return
+        return None
     # Bazel 4 passes TMPDIR=/tmp (writable in its sandbox), which every test would share. Each
     # sandboxed test has its own pid namespace, so pids in a shared lock directory are
     # ambiguous across tests: each test process gets a private TMPDIR (its harnesses and child
@@ -52,10 +54,11 @@ def _bazel_environment() -> None:
     # 108 bytes of sockaddr_un (the harness's server factory listens on one there).
     # --config=shared-locks (PREFECT_TESTKIT_LOCK_DIR) opts back into one shared directory.
     base = "/tmp" if os.access("/tmp", os.W_OK) else test_tmpdir
-    private = tempfile.mkdtemp(prefix="bazel-test-", dir=base)
+    private = tempfile.mkdtemp(prefix="bz", dir=base)
     atexit.register(shutil.rmtree, private, ignore_errors=True)
     os.environ["TMPDIR"] = private
     tempfile.tempdir = None
+    return private
     home = os.environ.get("HOME", "")
     if not (home and os.path.isdir(home) and os.access(home, os.W_OK)):
         os.environ["HOME"] = test_tmpdir
@@ -100,7 +103,7 @@ class BazelShardPlugin:
 
 
 def main(argv: list[str]) -> int:
-    _bazel_environment()
+    private_tmp = _bazel_environment()
     import pytest
 
     # Like `nox -s tests`: work in the directory of the configuration file, which is the
@@ -121,6 +124,10 @@ def main(argv: list[str]) -> int:
     # The runfiles tree is read-only in the sandbox and rebuilt between runs: no cache.
     # -v: a test log read later names every test it ran (and so each shard its share).
     args[:0] = ["-p", "no:cacheprovider", "-v"]
+    if private_tmp is not None and not any(a.startswith("--basetemp") for a in args):
+        # tmp_path = <private>/t/<test name>: as short as under nox (pytest-of-<user>/pytest-N
+        # adds nothing here), for tests that put Unix sockets below tmp_path.
+        args.insert(0, f"--basetemp={private_tmp}/t")
     test_filter = os.environ.get("TESTBRIDGE_TEST_ONLY")
     if test_filter:
         args += ["-k", test_filter]  # bazel test --test_filter=EXPRESSION

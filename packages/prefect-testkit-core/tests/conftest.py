@@ -8,6 +8,10 @@ from prefect import flow, get_run_logger, task
 
 from prefect_testkit import HarnessHandle
 
+# Generous: a cold start (no template, no server factory) on a loaded 2-core machine,
+# as under Bazel where every test target has its own lock directory, can take 30 s.
+STARTUP_TIMEOUT = 120
+
 
 def wait_until_gone(pid: int, within: float = 10.0) -> bool:
     """True once no live process has ``pid`` (zombies count as gone)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import double_flow, wait_until_gone
+from conftest import STARTUP_TIMEOUT, double_flow, wait_until_gone
 
 from prefect_testkit import prefect_test_harness
 
@@ -29,7 +29,7 @@ def test_a_killed_factory_harms_no_server_and_an_idle_one_exits(
     monkeypatch.setenv("PREFECT_TESTKIT_LOCK_DIR", str(lock_dir))
     monkeypatch.setenv("PREFECT_TESTKIT_FACTORY_IDLE_SECONDS", "1")
 
-    with prefect_test_harness(120) as harness:
+    with prefect_test_harness(STARTUP_TIMEOUT) as harness:
         assert harness.server_forked
         factory = factory_of(harness.server_pid)
         factory.send_signal(signal.SIGKILL)
@@ -39,7 +39,7 @@ def test_a_killed_factory_harms_no_server_and_an_idle_one_exits(
         assert harness.server_returncode is None
     assert wait_until_gone(harness.server_pid, within=0.5)
 
-    with prefect_test_harness(120) as again:
+    with prefect_test_harness(STARTUP_TIMEOUT) as again:
         assert again.server_forked  # a new factory took over
         factory = factory_of(again.server_pid)
         assert double_flow(8) == 16
@@ -48,7 +48,7 @@ def test_a_killed_factory_harms_no_server_and_an_idle_one_exits(
 
 def test_without_the_factory_the_server_is_spawned(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PREFECT_TESTKIT_SERVER_FACTORY", "false")
-    with prefect_test_harness(120) as harness:
+    with prefect_test_harness(STARTUP_TIMEOUT) as harness:
         assert not harness.server_forked
         assert psutil.Process(harness.server_pid).ppid() == os.getpid()
         assert double_flow(9) == 18
@@ -76,6 +76,6 @@ def test_a_factory_outlives_the_directory_it_was_started_from(
     assert first.stdout.strip() == "True", first.stderr
     launched_from.rmdir()
 
-    with prefect_test_harness(120) as harness:  # forked by that factory
+    with prefect_test_harness(STARTUP_TIMEOUT) as harness:  # forked by that factory
         assert harness.server_forked
         assert double_flow(3) == 6

@@ -17,7 +17,7 @@ from pathlib import Path
 import prefect.settings
 import psutil
 import pytest
-from conftest import double_flow, wait_until_gone
+from conftest import STARTUP_TIMEOUT, double_flow, wait_until_gone
 from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
@@ -110,7 +110,9 @@ def impostor_port() -> Iterator[int]:
 
 
 def test_a_foreign_server_on_a_port_is_never_taken_for_ours(impostor_port: int) -> None:
-    with prefect_test_harness(port_range=(impostor_port, impostor_port + 1)) as harness:
+    with prefect_test_harness(
+        STARTUP_TIMEOUT, port_range=(impostor_port, impostor_port + 1)
+    ) as harness:
         assert harness.port == impostor_port + 1
         assert double_flow(5) == 10
 
@@ -120,7 +122,7 @@ def test_the_server_dies_with_its_parent_even_on_sigkill() -> None:
         """
         import sys, time
         from prefect_testkit import prefect_test_harness
-        with prefect_test_harness() as harness:
+        with prefect_test_harness(120) as harness:
             print(harness.server_pid, harness.directory, flush=True)
             time.sleep(600)
         """
@@ -167,7 +169,7 @@ def test_a_server_killed_mid_test_fails_the_next_calls_fast_and_clearly(
     factory: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PREFECT_TESTKIT_SERVER_FACTORY", factory)
-    with prefect_test_harness(120) as harness:
+    with prefect_test_harness(STARTUP_TIMEOUT) as harness:
         assert double_flow(1) == 2
         os.kill(harness.server_pid, signal.SIGKILL)
         assert wait_until_gone(harness.server_pid)
@@ -183,7 +185,7 @@ def test_a_server_killed_mid_test_fails_the_next_calls_fast_and_clearly(
     assert not harness.directory.exists()
 
     # Prefect's workers are per process: none may stay bound to the dead server.
-    with prefect_test_harness(120) as after:
+    with prefect_test_harness(STARTUP_TIMEOUT) as after:
         state = double_flow(3, return_state=True)
         after.flush()
         with get_client(sync_client=True) as client:

@@ -10,7 +10,7 @@ import httpx
 import prefect.settings
 import psutil
 import pytest
-from conftest import auth_headers, double, double_flow, wait_until_gone
+from conftest import STARTUP_TIMEOUT, auth_headers, double, double_flow, wait_until_gone
 from prefect import flow, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
@@ -38,7 +38,7 @@ def assert_torn_down(harness: HarnessHandle, settings_before: list[object]) -> N
 
 def test_flows_run_against_the_harness_and_everything_is_restored() -> None:
     before = snapshot_settings()
-    with prefect_test_harness(keep_files=True) as harness:
+    with prefect_test_harness(STARTUP_TIMEOUT, keep_files=True) as harness:
         assert prefect.settings.PREFECT_API_URL.value() == harness.api_url
         assert harness.api_url == f"http://127.0.0.1:{harness.port}/api"
         assert prefect.settings.PREFECT_HOME.value() == harness.home
@@ -79,15 +79,15 @@ def test_flows_run_against_the_harness_and_everything_is_restored() -> None:
 @pytest.mark.parametrize("error", [RuntimeError("boom"), KeyboardInterrupt()])
 def test_teardown_when_the_body_raises(error: BaseException) -> None:
     before = snapshot_settings()
-    with pytest.raises(type(error)), prefect_test_harness() as harness:
+    with pytest.raises(type(error)), prefect_test_harness(STARTUP_TIMEOUT) as harness:
         raise error
     assert_torn_down(harness, before)
 
 
 def test_nested_harnesses_are_independent_and_the_outer_one_keeps_working() -> None:
-    with prefect_test_harness() as outer:
+    with prefect_test_harness(STARTUP_TIMEOUT) as outer:
         assert double_flow(1) == 2
-        with prefect_test_harness() as inner:
+        with prefect_test_harness(STARTUP_TIMEOUT) as inner:
             assert inner.port != outer.port
             assert inner.database_file != outer.database_file
             assert prefect.settings.PREFECT_API_URL.value() == inner.api_url
@@ -111,7 +111,7 @@ def test_a_corrupt_database_is_one_clear_startup_error(tmp_path: Path) -> None:
 
     with (
         pytest.raises(HarnessStartupError) as caught,
-        prefect_test_harness(initial_database=corrupt),
+        prefect_test_harness(STARTUP_TIMEOUT, initial_database=corrupt),
     ):
         pytest.fail("the harness started on a corrupt database")
 
@@ -138,7 +138,7 @@ def test_reset_database_leaves_an_empty_database_and_a_working_server() -> None:
         Secret(value="hush").save("secret")
         return double(4)
 
-    with prefect_test_harness() as harness:
+    with prefect_test_harness(STARTUP_TIMEOUT) as harness:
         assert busy_flow() == 8
         with get_client(sync_client=True) as client:
             client.create_deployment(flow_id=client.read_flows()[0].id, name="nightly")

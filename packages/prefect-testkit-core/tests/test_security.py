@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from conftest import auth_headers, double_flow
+from conftest import STARTUP_TIMEOUT, auth_headers, double_flow
 
 from prefect_testkit import prefect_test_harness
 
@@ -22,7 +22,7 @@ def test_the_api_needs_the_harness_credential_which_stays_private(
     factory: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PREFECT_TESTKIT_SERVER_FACTORY", factory)
-    with prefect_test_harness(120) as harness:
+    with prefect_test_harness(STARTUP_TIMEOUT) as harness:
         assert double_flow(2) == 4  # Prefect's own client is given the credential
         secret = harness.api_auth_string
         assert secret

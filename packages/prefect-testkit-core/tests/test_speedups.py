@@ -10,7 +10,7 @@ from pathlib import Path
 
 import prefect.settings
 import pytest
-from conftest import double_flow
+from conftest import STARTUP_TIMEOUT, double_flow
 from prefect import flow, get_client, task
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
@@ -50,12 +50,12 @@ def test_the_template_is_a_migrated_database_and_a_corrupt_one_is_rebuilt(
 ) -> None:
     monkeypatch.setenv("PREFECT_TESTKIT_CACHE_DIR", str(tmp_path / "cache"))
 
-    with prefect_test_harness(keep_files=True) as fresh:
+    with prefect_test_harness(STARTUP_TIMEOUT, keep_files=True) as fresh:
         assert not fresh.database_from_template
         assert double_flow(1) == 2
     (template,) = (tmp_path / "cache").glob("sqlite-*.db")
 
-    with prefect_test_harness(keep_files=True) as copied:
+    with prefect_test_harness(STARTUP_TIMEOUT, keep_files=True) as copied:
         assert copied.database_from_template
         assert double_flow(2) == 4
     try:
@@ -68,7 +68,7 @@ def test_the_template_is_a_migrated_database_and_a_corrupt_one_is_rebuilt(
         shutil.rmtree(copied.directory)
 
     template.write_bytes(b"\0garbage" * 4096)
-    with prefect_test_harness() as rebuilt:
+    with prefect_test_harness(STARTUP_TIMEOUT) as rebuilt:
         assert not rebuilt.database_from_template
         assert double_flow(3) == 6
     assert schema_of(template) == fresh_schema
@@ -78,9 +78,9 @@ def test_heartbeats_are_off_unless_the_user_set_a_frequency(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     setting = prefect.settings.PREFECT_FLOWS_HEARTBEAT_FREQUENCY
-    with prefect_test_harness():
+    with prefect_test_harness(STARTUP_TIMEOUT):
         assert setting.value() is None
-    with prefect.settings.temporary_settings({setting: 45}), prefect_test_harness():
+    with prefect.settings.temporary_settings({setting: 45}), prefect_test_harness(STARTUP_TIMEOUT):
         assert setting.value() == 45
 
 
@@ -98,7 +98,7 @@ def test_three_task_flows_are_recorded_and_never_answered_503(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="prefect.client")
-    with prefect_test_harness() as harness:
+    with prefect_test_harness(STARTUP_TIMEOUT) as harness:
         states = [three_steps(n, return_state=True) for n in range(20)]
         harness.flush()
         with get_client(sync_client=True) as client:

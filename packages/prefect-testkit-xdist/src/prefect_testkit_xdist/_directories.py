@@ -6,15 +6,21 @@ import contextlib
 import re
 import shutil
 import stat
-import threading
 import time
 from pathlib import Path
-from types import TracebackType
 
 from ._config import poll_delays, resolve_timeout
 from ._errors import AllocatorConfigError, PoolExhaustedError
 from ._identity import worker_identity
-from ._leases import KEPT_SUFFIX, LOCK_SUFFIX, HeldLock, describe_holders, holder_of, try_lock
+from ._leases import (
+    KEPT_SUFFIX,
+    LOCK_SUFFIX,
+    HeldLock,
+    Lease,
+    describe_holders,
+    holder_of,
+    try_lock,
+)
 from ._lockdir import DIRECTORIES_SUBDIR, bazel_note, lock_subdir
 
 _PURPOSE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,39}$")
@@ -23,17 +29,12 @@ _PURPOSE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,39}$")
 MAX_DIRECTORIES_PER_NAME = 256
 
 
-class DirectoryLease:
+class DirectoryLease(Lease):
     """A private (0700) directory that no other live lease can be granted while this one is held."""
 
     def __init__(self, path: Path, held: HeldLock) -> None:
+        super().__init__(held)
         self.path = path
-        self._held = held
-        self._mutex = threading.Lock()
-
-    @property
-    def released(self) -> bool:
-        return self._held.released
 
     def release(self, *, remove: bool = True) -> None:
         """Give up the directory, deleting it unless `remove=False`. Safe to call repeatedly."""
@@ -50,20 +51,8 @@ class DirectoryLease:
             finally:
                 self._held.release()
 
-    def __enter__(self) -> DirectoryLease:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.release()
-
-    def __repr__(self) -> str:
-        state = "released" if self.released else "held"
-        return f"<DirectoryLease {self.path} {state}>"
+    def _resource(self) -> str:
+        return str(self.path)
 
 
 def _remove_tree(path: Path) -> None:

@@ -7,6 +7,7 @@ took it, for error messages and `prefect-testkit leases`; it is never trusted to
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import json
 import os
@@ -17,7 +18,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from types import TracebackType
+from typing import Literal, TypeVar
 
 from filelock import Timeout, UnixFileLock
 
@@ -104,6 +106,44 @@ class HeldLock:
                         path.unlink()
             finally:
                 self._lock.release()
+
+
+L = TypeVar("L", bound="Lease")
+
+
+class Lease(abc.ABC):
+    """What a port lease and a directory lease share: a held lock and its release protocol."""
+
+    def __init__(self, held: HeldLock) -> None:
+        self._held = held
+        self._mutex = threading.Lock()
+
+    @property
+    def released(self) -> bool:
+        return self._held.released
+
+    @abc.abstractmethod
+    def release(self) -> None:
+        """Give the resource up. Safe to call repeatedly."""
+
+    @abc.abstractmethod
+    def _resource(self) -> str:
+        """The leased resource, for repr."""
+
+    def __enter__(self: L) -> L:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        state = "released" if self.released else "held"
+        return f"<{type(self).__name__} {self._resource()} {state}>"
 
 
 def record_path_for(lock_path: Path) -> Path:

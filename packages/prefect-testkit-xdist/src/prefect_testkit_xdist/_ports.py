@@ -6,14 +6,12 @@ import errno
 import random
 import re
 import socket
-import threading
 import time
 from collections.abc import Sequence
-from types import TracebackType
 
 from ._config import PORT_RANGE_ENV, env_value, poll_delays, resolve_timeout
 from ._errors import AllocatorConfigError, PoolExhaustedError
-from ._leases import LOCK_SUFFIX, HeldLock, describe_holders, holder_of, try_lock
+from ._leases import LOCK_SUFFIX, HeldLock, Lease, describe_holders, holder_of, try_lock
 from ._lockdir import PORTS_SUBDIR, bazel_note, lock_dir, lock_subdir
 
 DEFAULT_PORT_RANGE = range(8000, 9000)
@@ -76,7 +74,7 @@ def configured_port_range() -> range:
     return DEFAULT_PORT_RANGE if raw is None else _parse(raw, PORT_RANGE_ENV)
 
 
-class PortLease:
+class PortLease(Lease):
     """A port held for this process: its lock, and a socket bound to it and listening.
 
     Hand `socket` (or its fd, via `pass_fds`) to the server that will use the port; the lock stays
@@ -84,19 +82,14 @@ class PortLease:
     """
 
     def __init__(self, port: int, sock: socket.socket, held: HeldLock) -> None:
+        super().__init__(held)
         self.port = port
         self.host = LOOPBACK
         self.socket = sock
-        self._held = held
-        self._mutex = threading.Lock()
 
     @property
     def address(self) -> tuple[str, int]:
         return (self.host, self.port)
-
-    @property
-    def released(self) -> bool:
-        return self._held.released
 
     def release(self) -> None:
         """Close the socket if still open, then give up the port. Safe to call repeatedly."""
@@ -106,20 +99,8 @@ class PortLease:
             finally:
                 self._held.release()
 
-    def __enter__(self) -> PortLease:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.release()
-
-    def __repr__(self) -> str:
-        state = "released" if self.released else "held"
-        return f"<PortLease {self.host}:{self.port} {state}>"
+    def _resource(self) -> str:
+        return f"{self.host}:{self.port}"
 
 
 def _bind(port: int) -> socket.socket | None:

@@ -20,6 +20,8 @@ import prefect.settings
 from prefect_testkit._config import env_flag
 from prefect_testkit._errors import HarnessConfigError, HarnessStartupError
 from prefect_testkit._files import copy_private
+from prefect_testkit._pg_cluster import find_binaries, local_cluster
+from prefect_testkit._postgres import PostgresServer, configured_server, harness_database
 from prefect_testkit._process import LOG_TAIL_LINES, ServerProcess, read_log_tail
 from prefect_testkit._protocol import API_AUTH_ENV, SQLITE_IMMEDIATE_ENV
 from prefect_testkit._template import TemplateCache, template_cache_enabled
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
     from prefect.settings.legacy import Setting
 
 PortRange = range | tuple[int, int] | str
+DATABASE_ENV = "PREFECT_TESTKIT_DATABASE"
+DATABASE_BACKENDS = ("sqlite", "postgresql")
 
 
 @dataclass(frozen=True)
@@ -42,8 +46,11 @@ class HarnessHandle:
 
     api_url: str
     port: int
-    database_url: str
-    database_file: Path
+    database_backend: str  # "sqlite" or "postgresql"
+    database_url: str = field(repr=False)  # PostgreSQL's carries the password
+    database_location: str  # the file, or the database's URL without the password
+    database_file: Path | None  # None on PostgreSQL
+    database_name: str | None  # None on SQLite
     home: Path
     directory: Path
     log_path: Path
@@ -102,8 +109,9 @@ def prefect_test_harness(
     port_range: PortRange | None = None,
     keep_files: bool = False,
     initial_database: str | os.PathLike[str] | None = None,
+    database: str | None = None,
 ) -> Iterator[HarnessHandle]:
-    """Run flows against a temporary Prefect API server and SQLite database.
+    """Run flows against a temporary Prefect API server and database.
 
     A drop-in for ``prefect.testing.utilities.prefect_test_harness``: same call, same
     default timeout, ``None`` falls back to ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``.
@@ -114,6 +122,9 @@ def prefect_test_harness(
             ``"low-high"``); default ``PREFECT_TESTKIT_PORT_RANGE`` or 8000-8999.
         keep_files: Keep the database, home and server log after exit.
         initial_database: A SQLite file to start from; it is copied, never modified.
+        database: ``"sqlite"`` or ``"postgresql"``; default ``PREFECT_TESTKIT_DATABASE``
+            or ``"sqlite"``. PostgreSQL uses the server in ``PREFECT_TESTKIT_POSTGRES_URL``,
+            else a throwaway local cluster (see the README's PostgreSQL section).
 
     Yields:
         A `HarnessHandle` naming the API URL, port, database, home and server log.
@@ -123,7 +134,19 @@ def prefect_test_harness(
     if not isinstance(keep_files, bool):
         raise HarnessConfigError(f"keep_files must be True or False, got {keep_files!r}")
     seed = _initial_database(initial_database)
-    _require_sqlite()
+    backend = _database_backend(database)
+    postgres: PostgresServer | None = None
+    if backend == "postgresql":
+        if seed is not None:
+            raise HarnessConfigError(
+                "initial_database is a SQLite file and cannot seed a PostgreSQL database; "
+                "drop initial_database or use database='sqlite'"
+            )
+        postgres = configured_server()
+        if postgres is None:
+            find_binaries()  # a missing install is reported before anything starts
+    else:
+        _require_sqlite()
     env_flag(SQLITE_IMMEDIATE_ENV, default=True)  # read by the server: fail here, not there
     auth_string = secrets.token_urlsafe(32) if env_flag(API_AUTH_ENV, default=True) else None
 
@@ -131,20 +154,31 @@ def prefect_test_harness(
         directory_lease = lease_directory("harness")
         stack.callback(directory_lease.release, remove=not keep_files)
         directory = directory_lease.path
-        database_file = directory / "prefect.db"
         home = directory / "home"
-        template = TemplateCache() if seed is None and template_cache_enabled() else None
+        database_file: Path | None = None
+        database_name: str | None = None
+        template: TemplateCache | None = None
         try:
             home.mkdir(mode=0o700)
-            if seed is not None:
-                copy_private(seed, database_file)
-            from_template = template is not None and template.restore(database_file, home)
+            if backend == "sqlite":
+                database_file = directory / "prefect.db"
+                if seed is None and template_cache_enabled():
+                    template = TemplateCache()
+                if seed is not None:
+                    copy_private(seed, database_file)
+                from_template = template is not None and template.restore(database_file, home)
+                database_url = f"sqlite+aiosqlite:///{database_file}"
+                database_location = str(database_file)
         except OSError as exc:
             raise HarnessStartupError(
                 f"The harness could not prepare its directory {directory}: {exc}. Free space "
                 "there, or point PREFECT_TESTKIT_LOCK_DIR at a writable local file system."
             ) from exc
-        database_url = f"sqlite+aiosqlite:///{database_file}"
+        if backend == "postgresql":
+            postgres = postgres or stack.enter_context(local_cluster(timeout))
+            created = stack.enter_context(harness_database(postgres, directory, keep=keep_files))
+            database_url, database_location = created.url, created.display_url
+            database_name, from_template = created.name, created.from_template
 
         # Server-side code in this process (tests of Prefect server models, say) must use
         # our database, not a cached interface. Imported only if something already did:
@@ -171,14 +205,14 @@ def prefect_test_harness(
         stack.callback(server.stop)
         startup_seconds = server.wait_until_healthy(
             {
-                "database": database_file,
+                "database": database_location,
                 "directory": directory
                 if keep_files
                 else f"{directory} (removed on exit; pass keep_files=True to keep it)",
             },
         )
 
-        if template is not None and not from_template:
+        if template is not None and database_file is not None and not from_template:
             template.save(database_file, home)
 
         stack.enter_context(
@@ -204,8 +238,11 @@ def prefect_test_harness(
         yield HarnessHandle(
             api_url=server.api_url,
             port=server.port,
+            database_backend=backend,
             database_url=database_url,
+            database_location=database_location,
             database_file=database_file,
+            database_name=database_name,
             home=home,
             directory=directory,
             log_path=server.log_path,
@@ -260,6 +297,19 @@ def _initial_database(value: str | os.PathLike[str] | None) -> Path | None:
             "pass the path of a SQLite database or None for an empty one"
         )
     return path
+
+
+def _database_backend(value: object) -> str:
+    source = "database"
+    if value is None:
+        value = os.environ.get(DATABASE_ENV, "").strip() or "sqlite"
+        source = DATABASE_ENV
+    if value not in DATABASE_BACKENDS:
+        raise HarnessConfigError(
+            f"{source}={value!r} is not a database backend the harness offers; "
+            f"use {' or '.join(map(repr, DATABASE_BACKENDS))}"
+        )
+    return str(value)
 
 
 def _require_sqlite() -> None:

@@ -30,15 +30,27 @@ async def wait_for_quiet_message_bus() -> None:
     # A message that failed for good never counts as consumed: proceed rather than hang.
 
 
-async def empty_database() -> int:
-    """Delete every row a test can create; return how many were deleted."""
+async def empty_database() -> None:
+    """Delete every row a test can create."""
+    import sqlalchemy as sa
     from prefect.server.database import provide_database_interface
 
     await wait_for_quiet_message_bus()
     db = provide_database_interface()
-    deleted = 0
+    tables = [t for t in db.Base.metadata.sorted_tables if t.name not in KEPT_TABLES]
     async with db.session_context(begin_transaction=True) as session:
-        for table in reversed(db.Base.metadata.sorted_tables):
-            if table.name not in KEPT_TABLES:
-                deleted += (await session.execute(table.delete())).rowcount
-    return deleted
+        if session.bind.dialect.name == "postgresql":
+            # TRUNCATE is PostgreSQL's fast way to empty a table (DELETE takes seconds
+            # row by row with foreign-key checks), but each costs new files: only the
+            # tables that hold rows. CASCADE reaches tables that migrations made and the
+            # ORM does not map; no kept table references the emptied ones.
+            probe = " UNION ALL ".join(
+                f"SELECT '{t.name}' WHERE EXISTS (SELECT 1 FROM \"{t.name}\")" for t in tables
+            )
+            filled = (await session.execute(sa.text(probe))).scalars().all()
+            if filled:
+                names = ", ".join(f'"{name}"' for name in filled)
+                await session.execute(sa.text(f"TRUNCATE {names} CASCADE"))
+        else:
+            for table in reversed(tables):
+                await session.execute(table.delete())

@@ -31,7 +31,7 @@ def template_cache_enabled() -> bool:
     return env_flag(TEMPLATE_ENV, default=True)
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
     raw = os.environ.get(CACHE_DIR_ENV)
     if raw is None:
         path = lock_dir() / "cache"
@@ -48,9 +48,9 @@ def _cache_dir() -> Path:
     return path
 
 
-def _migrations_fingerprint() -> str:
-    """Prefect's version and its SQLite migration files: a template is valid for both."""
-    versions = Path(prefect.__file__).parent / "server/database/_migrations/versions/sqlite"
+def migrations_fingerprint(dialect: str) -> str:
+    """Prefect's version and its migration files for a dialect: a template is valid for both."""
+    versions = Path(prefect.__file__).parent / "server/database/_migrations/versions" / dialect
     digest = hashlib.sha256(prefect.__version__.encode())
     for migration in sorted(versions.glob("*.py")):
         digest.update(migration.name.encode())
@@ -73,7 +73,7 @@ class TemplateCache:
     """The cached template for this Prefect version: restore it into a harness, or save one."""
 
     def __init__(self) -> None:
-        stem = _cache_dir() / f"sqlite-{_migrations_fingerprint()}"
+        stem = cache_dir() / f"sqlite-{migrations_fingerprint('sqlite')}"
         self.database = stem.with_suffix(".db")
         self.memo_store = stem.with_suffix(".memo_store.toml")
         self._lock = FileLock(stem.with_suffix(".lock"), timeout=_LOCK_TIMEOUT_SECONDS, mode=0o600)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -65,6 +66,8 @@ def _leases(args: argparse.Namespace) -> int:
 
 
 def _clean(args: argparse.Namespace) -> int:
+    # Cleanup hooks log what they release (a dropped database, say): show it.
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     removed = clean()
     for path in removed:
         print(f"removed {path}")

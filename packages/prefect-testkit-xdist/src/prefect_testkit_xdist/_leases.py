@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import json
+import logging
 import os
 import shlex
 import shutil
@@ -17,6 +18,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, TypeVar
@@ -29,6 +31,11 @@ from ._identity import worker_identity
 from ._lockdir import DIRECTORIES_SUBDIR, PORTS_SUBDIR, lock_dir
 
 LeaseKind = Literal["port", "directory"]
+# Packages that keep resources outside a leased directory (a PostgreSQL database, say)
+# register a callable(directory) here; `clean` calls it before removing a dead directory.
+CLEANUP_ENTRY_POINTS = "prefect_testkit.cleanup"
+
+logger = logging.getLogger(__name__)
 
 LOCK_SUFFIX = ".lock"
 RECORD_SUFFIX = ".json"
@@ -317,8 +324,32 @@ def _remove_path(path: Path) -> bool:
     return True
 
 
+def _release_outside_resources(directory: Path) -> bool:
+    """Run the registered cleanup hooks on a dead directory; False if one failed."""
+    if not directory.is_dir():
+        return True
+    for hook in entry_points(group=CLEANUP_ENTRY_POINTS):
+        try:
+            hook.load()(directory)
+        except Exception as exc:
+            logger.warning(
+                "kept %s: its %s cleanup failed (%s: %s); run clean again once that is fixed",
+                directory,
+                hook.name,
+                type(exc).__name__,
+                exc,
+            )
+            return False
+    return True
+
+
 def clean() -> list[Path]:
-    """Remove leased directories, records and directory locks that no live process holds."""
+    """Remove leased directories, records and directory locks that no live process holds.
+
+    What a dead holder kept outside its directory is released first, by the hooks
+    registered under the ``prefect_testkit.cleanup`` entry point group; a directory whose
+    hook fails stays, for the next clean.
+    """
     root = lock_dir()
     removed: list[Path] = []
     directories = root / DIRECTORIES_SUBDIR
@@ -333,6 +364,9 @@ def clean() -> list[Path]:
         lock_path = directories / f"{name}{LOCK_SUFFIX}"
         held = try_lock(lock_path)
         if held is None:
+            continue
+        if not _release_outside_resources(directories / name):
+            held.unlock_only()
             continue
         leftovers = [
             directories / name,

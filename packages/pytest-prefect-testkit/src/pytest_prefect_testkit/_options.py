@@ -15,6 +15,7 @@ DEFAULT_STARTUP_TIMEOUT = 30.0
 AUTOUSE_INI = "prefect_harness_autouse"
 TIMEOUT_INI = "prefect_startup_timeout"
 PORT_RANGE_INI = "prefect_port_range"
+DATABASE_INI = "prefect_database"
 
 AUTOUSE_FLAG = "--prefect-harness-autouse"
 DISABLE_FLAG = "--no-prefect-harness"
@@ -22,6 +23,8 @@ TIMEOUT_FLAG = "--prefect-startup-timeout"
 PORT_RANGE_FLAG = "--prefect-port-range"
 KEEP_DB_FLAG = "--prefect-keep-db"
 SHARD_FLAG = "--prefect-shard"
+DATABASE_FLAG = "--prefect-database"
+DATABASE_BACKENDS = ("sqlite", "postgresql")
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class PluginOptions:
     port_range: range | None
     keep_db: bool
     shard: ShardSpec | None
+    database: str | None  # None: PREFECT_TESTKIT_DATABASE or sqlite, as the harness decides
 
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -78,6 +82,14 @@ def add_options(parser: pytest.Parser) -> None:
         help="Keep each worker's database and server log after the run and print where.",
     )
     group.addoption(
+        DATABASE_FLAG,
+        default=None,
+        metavar="BACKEND",
+        help=f"The test servers' database: sqlite or postgresql (ini {DATABASE_INI}; "
+        "default PREFECT_TESTKIT_DATABASE or sqlite). PostgreSQL uses "
+        "PREFECT_TESTKIT_POSTGRES_URL, else a throwaway local cluster.",
+    )
+    group.addoption(
         SHARD_FLAG,
         default=None,
         metavar="INDEX/TOTAL",
@@ -104,6 +116,12 @@ def add_options(parser: pytest.Parser) -> None:
         default="",
         help="Ports the test servers may use, LOW-HIGH inclusive.",
     )
+    parser.addini(
+        DATABASE_INI,
+        type="string",
+        default="",
+        help="The test servers' database: sqlite or postgresql.",
+    )
 
 
 def read_options(config: pytest.Config) -> PluginOptions:
@@ -115,6 +133,7 @@ def read_options(config: pytest.Config) -> PluginOptions:
         port_range=_port_range(config),
         keep_db=bool(config.getoption("prefect_keep_db")),
         shard=_shard(config),
+        database=_database(config),
     )
 
 
@@ -183,3 +202,16 @@ def _shard(config: pytest.Config) -> ShardSpec | None:
         return parse_shard(str(raw))
     except ValueError as exc:
         raise pytest.UsageError(f"{SHARD_FLAG}={raw!r}: {exc}") from None
+
+
+def _database(config: pytest.Config) -> str | None:
+    given = _cli_or_ini(config, "prefect_database", DATABASE_FLAG, DATABASE_INI)
+    if given is None:
+        return None
+    raw, source = given
+    if raw not in DATABASE_BACKENDS:
+        raise pytest.UsageError(
+            f"{source}={raw!r} is not a database backend; use sqlite or postgresql, e.g. "
+            f"{DATABASE_FLAG}=postgresql"
+        )
+    return raw

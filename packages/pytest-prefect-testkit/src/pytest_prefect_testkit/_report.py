@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Generator
 from typing import Any
 
@@ -25,10 +27,16 @@ def header_lines(options: PluginOptions) -> list[str]:
         where = "none"
     else:
         server = "started lazily by the first test that needs it, one per xdist worker"
-        try:
-            where = f"{lock_dir() / 'dirs'}/<worker>_harness_<n>/prefect.db"
-        except AllocatorError as exc:
-            where = f"unknown ({exc})"
+        backend = options.database or os.environ.get("PREFECT_TESTKIT_DATABASE") or "sqlite"
+        if backend == "postgresql":
+            url = os.environ.get("PREFECT_TESTKIT_POSTGRES_URL")
+            on = "a throwaway local cluster" if not url else re.sub(r":[^:/@]*@", ":***@", url)
+            where = f"PostgreSQL on {on}, ptk_<run>_<worker>_<n> per worker"
+        else:
+            try:
+                where = f"{lock_dir() / 'dirs'}/<worker>_harness_<n>/prefect.db"
+            except AllocatorError as exc:
+                where = f"unknown ({exc})"
         where += " (kept after the run)" if options.keep_db else f" (removed; {KEEP_DB_FLAG} keeps)"
     autouse = "every test" if options.autouse else "tests that request it"
     if options.disabled:
@@ -98,12 +106,12 @@ def summary_line(summary: dict[str, Any]) -> list[str]:
         ]
     lines = [
         f"prefect-testkit: {worker}: server {summary['api_url']} (pid {summary['server_pid']}), "
-        f"database {summary['database_file']}, healthy after {summary['startup_seconds']:.1f} s, "
+        f"database {summary['database']}, healthy after {summary['startup_seconds']:.1f} s, "
         f"{summary['resets']} database reset(s) in {summary['reset_seconds']:.2f} s"
     ]
     if summary["kept"]:
         lines.append(
-            f"prefect-testkit: {worker}: kept database {summary['database_file']} "
+            f"prefect-testkit: {worker}: kept database {summary['database']} "
             f"and server log {summary['log_path']}"
         )
     return lines

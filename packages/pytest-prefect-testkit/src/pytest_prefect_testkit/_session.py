@@ -51,6 +51,7 @@ class HarnessManager:
                     self.options.startup_timeout,
                     port_range=self.options.port_range,
                     keep_files=self.options.keep_db,
+                    database=self.options.database,
                 )
             )
         except BaseException as exc:
@@ -61,7 +62,7 @@ class HarnessManager:
             "worker": worker_identity().worker,
             "api_url": handle.api_url,
             "server_pid": handle.server_pid,
-            "database_file": str(handle.database_file),
+            "database": handle.database_location,
             "log_path": str(handle.log_path),
             "startup_seconds": handle.startup_seconds,
             "kept": self.options.keep_db,

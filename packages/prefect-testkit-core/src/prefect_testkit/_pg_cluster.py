@@ -1,0 +1,233 @@
+"""A throwaway local PostgreSQL cluster, shared by this user's harnesses while any runs.
+
+The first harness that needs it starts a supervisor process (``_pg_supervisor``), which
+initialises the cluster if needed, runs ``postgres`` on a leased port and stops it once
+no harness has used it for a moment. Each harness holds a shared lock on ``users.lock``
+while it uses the cluster; the kernel drops that lock however the harness ends, so a
+SIGKILLed run cannot keep the cluster alive, and a killed supervisor takes its postgres
+with it (parent-death signal).
+
+Files, under ``<lock dir>/postgres/``: ``start.lock`` (one starter at a time),
+``users.lock``, ``cluster.json`` (port, role, password; 0600), ``password`` and
+``supervisor.log``. The data directory persists between clusters (so does the migrated
+template inside it); root's lives where the unprivileged user that runs postgres can
+reach it (PostgreSQL refuses to run as root).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from prefect_testkit._errors import HarnessConfigError, HarnessStartupError
+from prefect_testkit._postgres import PostgresServer, server_from_url
+from prefect_testkit._process import read_log_tail
+from prefect_testkit_xdist import lock_dir
+
+POSTGRES_BIN_ENV = "PREFECT_TESTKIT_POSTGRES_BIN"
+CLUSTER_ROLE = "prefect_testkit"
+REQUIRED_BINARIES = ("initdb", "postgres", "pg_isready")
+_START_LOCK_SECONDS = 120.0
+INSTALL_HINT = (
+    "Install PostgreSQL's server (Debian/Ubuntu: apt install postgresql; Fedora: dnf install "
+    "postgresql-server; macOS: brew install postgresql), point PREFECT_TESTKIT_POSTGRES_BIN "
+    "at the directory holding initdb and postgres, or name a running server in "
+    "PREFECT_TESTKIT_POSTGRES_URL."
+)
+
+
+def state_dir() -> Path:
+    path = lock_dir() / "postgres"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def _has_binaries(directory: Path) -> bool:
+    return all(os.access(directory / name, os.X_OK) for name in REQUIRED_BINARIES)
+
+
+def find_binaries() -> Path:
+    """The directory with initdb, postgres and pg_isready, or an error saying what to install."""
+    configured = os.environ.get(POSTGRES_BIN_ENV)
+    if configured is not None:
+        directory = Path(configured)
+        if not _has_binaries(directory):
+            raise HarnessConfigError(
+                f"{POSTGRES_BIN_ENV}={configured!r} does not hold PostgreSQL's "
+                f"{', '.join(REQUIRED_BINARIES)}. {INSTALL_HINT}"
+            )
+        return directory
+    candidates = [
+        Path(os.path.realpath(found)).parent
+        for name in ("postgres", "initdb", "pg_ctl")
+        if (found := shutil.which(name)) is not None
+    ]
+    # Debian and Ubuntu keep the server binaries off PATH, one directory per major version.
+    candidates += sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+        reverse=True,
+    )
+    candidates += [Path("/usr/local/pgsql/bin"), Path("/opt/homebrew/bin")]
+    for directory in candidates:
+        if _has_binaries(directory):
+            return directory
+    raise HarnessStartupError(
+        "The harness needs a PostgreSQL server and none is configured: "
+        "PREFECT_TESTKIT_POSTGRES_URL is unset and PostgreSQL's server binaries "
+        f"({', '.join(REQUIRED_BINARIES)}) are not installed. {INSTALL_HINT}"
+    )
+
+
+def major_version(binaries: Path) -> str:
+    output = subprocess.run(
+        [binaries / "postgres", "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    match = re.search(r"(\d+)", output)
+    if match is None:
+        raise HarnessStartupError(f"Cannot tell PostgreSQL's version from {output!r}")
+    return match.group(1)
+
+
+def service_user() -> pwd.struct_passwd | None:
+    """Who runs postgres: this user, or for root an unprivileged one (PostgreSQL refuses root)."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)
+    raise HarnessStartupError(
+        "PostgreSQL refuses to run as root, and neither a 'postgres' nor a 'nobody' user "
+        "exists to run the local cluster. Create one, run the tests as another user, or "
+        "name a server in PREFECT_TESTKIT_POSTGRES_URL."
+    )
+
+
+def data_root() -> Path:
+    """Where the cluster's data directories live (for root: reachable by the service user)."""
+    if os.geteuid() != 0:
+        return state_dir()
+    # Root's lock directory is 0700: postgres could not reach a data directory inside it.
+    # This directory only lets others pass through (0711); the data itself is 0700.
+    path = Path(tempfile.gettempdir()) / f"prefect-testkit-{os.getuid()}-postgres"
+    path.mkdir(mode=0o711, exist_ok=True)
+    if path.is_symlink() or path.stat().st_uid != 0:
+        raise HarnessStartupError(f"{path} is not root's own directory; remove it and retry")
+    path.chmod(0o711)
+    return path
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    port: int
+    password: str
+    supervisor_pid: int
+
+    @classmethod
+    def read(cls, directory: Path) -> ClusterState | None:
+        try:
+            raw = json.loads((directory / "cluster.json").read_text())
+            return cls(int(raw["port"]), str(raw["password"]), int(raw["supervisor_pid"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def is_serving(self) -> bool:
+        try:
+            os.kill(self.supervisor_pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 1):
+            return True
+        return False
+
+    def server(self) -> PostgresServer:
+        url = f"postgresql://{CLUSTER_ROLE}:{self.password}@127.0.0.1:{self.port}/postgres"
+        return server_from_url(url, "the local PostgreSQL cluster", local_cluster=True)
+
+
+def _start_supervisor(directory: Path, binaries: Path, timeout: float) -> ClusterState:
+    (directory / "cluster.json").unlink(missing_ok=True)
+    log = directory / "supervisor.log"
+    with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "prefect_testkit._pg_supervisor", str(directory), str(binaries)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            # Its own session: a signal to the test run's process group must not reach it.
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = ClusterState.read(directory)
+        if state is not None and state.supervisor_pid == supervisor.pid:
+            return state
+        if supervisor.poll() is not None:
+            raise HarnessStartupError(
+                f"The local PostgreSQL cluster failed to start (exit {supervisor.returncode}); "
+                f"the end of {log}:\n{read_log_tail(log)}"
+            )
+        time.sleep(0.05)
+    supervisor.send_signal(signal.SIGTERM)
+    raise HarnessStartupError(
+        f"The local PostgreSQL cluster was not ready after {timeout:g} s; the end of {log}:\n"
+        f"{read_log_tail(log)}"
+    )
+
+
+@contextlib.contextmanager
+def local_cluster(timeout: float) -> Iterator[PostgresServer]:
+    """Use this user's local cluster, starting it if none runs; let it stop when unused."""
+    binaries = find_binaries()
+    directory = state_dir()
+    users = os.open(directory / "users.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            with FileLock(directory / "start.lock", timeout=_START_LOCK_SECONDS, mode=0o600):
+                state = ClusterState.read(directory)
+                if state is None or not state.is_serving():
+                    state = _start_supervisor(directory, binaries, max(timeout, 60.0))
+                # Taken while the start lock is held: the supervisor, which needs both locks
+                # to stop the cluster, cannot stop it between our check and this line.
+                fcntl.flock(users, fcntl.LOCK_SH)
+        except Timeout:
+            raise HarnessStartupError(
+                f"Another process has been starting the local PostgreSQL cluster for over "
+                f"{_START_LOCK_SECONDS:g} s (lock {directory / 'start.lock'})."
+            ) from None
+        yield state.server()
+    finally:
+        os.close(users)  # releases the shared lock
+
+
+def new_password(directory: Path) -> str:
+    """The cluster role's password, made once: the data directory outlives each cluster."""
+    path = directory / "password"
+    with contextlib.suppress(FileNotFoundError):
+        return path.read_text().strip()
+    password = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(password)
+    return password

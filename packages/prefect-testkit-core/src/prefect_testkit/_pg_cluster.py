@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import pwd
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -126,7 +126,9 @@ def data_root() -> Path:
         return state_dir()
     # Root's lock directory is 0700: postgres could not reach a data directory inside it.
     # This directory only lets others pass through (0711); the data itself is 0700.
-    path = Path(tempfile.gettempdir()) / f"prefect-testkit-{os.getuid()}-postgres"
+    # Named after the state directory: each lock directory has its own cluster.
+    digest = hashlib.sha256(str(state_dir()).encode()).hexdigest()[:8]
+    path = Path(tempfile.gettempdir()) / f"prefect-testkit-{os.getuid()}-postgres-{digest}"
     path.mkdir(mode=0o711, exist_ok=True)
     if path.is_symlink() or path.stat().st_uid != 0:
         raise HarnessStartupError(f"{path} is not root's own directory; remove it and retry")
@@ -167,33 +169,36 @@ class ClusterState:
 def _start_supervisor(directory: Path, binaries: Path, timeout: float) -> ClusterState:
     (directory / "cluster.json").unlink(missing_ok=True)
     log = directory / "supervisor.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
     with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
-        supervisor = subprocess.Popen(
-            [sys.executable, "-m", "prefect_testkit._pg_supervisor", str(directory), str(binaries)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            # Its own session: a signal to the test run's process group must not reach it.
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = ClusterState.read(directory)
-        if state is not None and state.supervisor_pid == supervisor.pid:
-            return state
-        if supervisor.poll() is not None:
-            raise HarnessStartupError(
-                f"The local PostgreSQL cluster failed to start (exit {supervisor.returncode}); "
-                f"the end of {log}:\n{read_log_tail(log)}"
+        try:
+            launched = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "prefect_testkit._pg_supervisor",
+                    str(directory),
+                    str(binaries),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                timeout=timeout,
+                check=False,
             )
-        time.sleep(0.05)
-    supervisor.send_signal(signal.SIGTERM)
-    raise HarnessStartupError(
-        f"The local PostgreSQL cluster was not ready after {timeout:g} s; the end of {log}:\n"
-        f"{read_log_tail(log)}"
-    )
+        except subprocess.TimeoutExpired:
+            raise HarnessStartupError(
+                f"The local PostgreSQL cluster was not ready after {timeout:g} s; the end of "
+                f"{log}:\n{read_log_tail(log)}"
+            ) from None
+    state = ClusterState.read(directory)
+    if launched.returncode != 0 or state is None:
+        raise HarnessStartupError(
+            f"The local PostgreSQL cluster failed to start (exit {launched.returncode}); "
+            f"the end of {log}:\n{read_log_tail(log)}"
+        )
+    return state
 
 
 @contextlib.contextmanager

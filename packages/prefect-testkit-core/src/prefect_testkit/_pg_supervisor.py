@@ -1,4 +1,4 @@
-"""``python -m prefect_testkit._pg_supervisor STATE_DIR BINARIES``: run the local cluster.
+"""``python -m prefect_testkit._pg_supervisor STATE_DIR BINARIES``: start the local cluster.
 
 Started by the first harness that needs a local PostgreSQL (see ``_pg_cluster``). It
 leases a port, initialises the data directory on first use, runs ``postgres`` as its
@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 from types import FrameType
 
@@ -160,7 +161,7 @@ def _stop(postgres: subprocess.Popen[bytes]) -> None:
             postgres.wait()
 
 
-def main(directory: Path, binaries: Path) -> int:
+def main(directory: Path, binaries: Path, ready_fd: int) -> int:
     password = new_password(directory)
     data = _prepare_data_directory(binaries, password)
     port_lease = lease_port()
@@ -189,6 +190,8 @@ def main(directory: Path, binaries: Path) -> int:
         with os.fdopen(fd, "w") as file:
             json.dump({"port": port, "password": password, "supervisor_pid": os.getpid()}, file)
         os.replace(partial, state_file)
+        os.write(ready_fd, b"1")
+        os.close(ready_fd)
         print(f"serving on 127.0.0.1:{port} (postgres pid {postgres.pid}, data {data})", flush=True)
         idle_since: float | None = None
         while postgres.poll() is None:
@@ -213,5 +216,26 @@ def main(directory: Path, binaries: Path) -> int:
     return 0
 
 
+def daemonize(directory: Path, binaries: Path) -> int:
+    """Fork the supervisor off and exit 0 once it serves, 1 if it died first.
+
+    The harness waits for this launcher instead of the supervisor, which outlives it and
+    must not be its child: it would leave a zombie, or be killed along with the harness.
+    """
+    read_fd, write_fd = os.pipe()
+    if os.fork() == 0:
+        os.close(read_fd)
+        os.setsid()
+        try:
+            code = main(directory, binaries, write_fd)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        os._exit(code)
+    os.close(write_fd)
+    return 0 if os.read(read_fd, 1) == b"1" else 1
+
+
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2])))
+    sys.exit(daemonize(Path(sys.argv[1]), Path(sys.argv[2])))

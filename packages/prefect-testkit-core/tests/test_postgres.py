@@ -1,4 +1,4 @@
-"""The PostgreSQL backend against a real server: PREFECT_TESTKIT_POSTGRES_URL's, else a local cluster.
+"""The PostgreSQL backend on a real server: PREFECT_TESTKIT_POSTGRES_URL's, else a local cluster.
 
 Skipped, with the reason in pytest's summary, when neither is available.
 """

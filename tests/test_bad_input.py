@@ -28,6 +28,8 @@ PARAMETERS = [
     ({"port_range": "every port"}, "every port"),
     ({"keep_files": "yes"}, "'yes'"),
     ({"initial_database": "/no/such.db"}, "/no/such.db"),
+    ({"database": "mysql"}, "'mysql'"),
+    ({"database": "postgresql", "initial_database": __file__}, "cannot seed a PostgreSQL"),
 ]
 
 ENVIRONMENT = [
@@ -40,6 +42,14 @@ ENVIRONMENT = [
     ("PREFECT_TESTKIT_CACHE_DIR", "cache", "'cache'"),
     ("PREFECT_TESTKIT_SQLITE_IMMEDIATE", "2", "'2'"),
     ("PREFECT_TESTKIT_API_AUTH", "sometimes", "'sometimes'"),
+    ("PREFECT_TESTKIT_DATABASE", "oracle", "'oracle'"),
+]
+
+# Read only when the backend is PostgreSQL.
+POSTGRESQL_ENVIRONMENT = [
+    ("PREFECT_TESTKIT_POSTGRES_URL", "mysql://user:secret@db/prefect", "mysql://user:***@db"),
+    ("PREFECT_TESTKIT_POSTGRES_URL", "postgresql://127.0.0.1/prefect", "names no user"),
+    ("PREFECT_TESTKIT_POSTGRES_BIN", "/no/such/bin", "/no/such/bin"),
 ]
 
 PYTEST_OPTIONS = [
@@ -51,6 +61,8 @@ PYTEST_OPTIONS = [
     (["-o", "prefect_harness_autouse=maybe"], "maybe"),
     (["-o", "prefect_startup_timeout=-5"], "-5"),
     (["-o", "prefect_port_range=1-2-3"], "1-2-3"),
+    (["--prefect-database=mysql"], "mysql"),
+    (["-o", "prefect_database=oracle"], "oracle"),
 ]
 
 
@@ -82,6 +94,22 @@ def test_bad_environment_variable(
     with pytest.raises(ValueError, match=re.escape(named)) as caught, prefect_test_harness():
         pytest.fail("started")
     assert name in str(caught.value)
+
+
+@pytest.mark.usefixtures("nothing_left_behind")
+@pytest.mark.parametrize(("name", "value", "named"), POSTGRESQL_ENVIRONMENT)
+def test_bad_postgresql_environment_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, named: str
+) -> None:
+    monkeypatch.delenv("PREFECT_TESTKIT_POSTGRES_URL", raising=False)
+    monkeypatch.setenv(name, value)
+    with (
+        pytest.raises(ValueError, match=re.escape(named)) as caught,
+        prefect_test_harness(database="postgresql"),
+    ):
+        pytest.fail("started")
+    assert name in str(caught.value)
+    assert "secret" not in str(caught.value)
 
 
 @pytest.mark.parametrize(("args", "named"), PYTEST_OPTIONS)

@@ -15,10 +15,26 @@ from pathlib import Path
 
 import pytest
 
+from prefect_testkit._pg_cluster import postgres_unavailable
+
 SEED_SUITE = Path(__file__).parent / "seed_suite"
 
 
-def start_suite(tmp_path: Path, name: str, *args: str) -> tuple[subprocess.Popen[str], Path]:
+BACKENDS = [
+    "sqlite",
+    pytest.param(
+        "postgresql",
+        marks=pytest.mark.skipif(
+            postgres_unavailable() is not None,
+            reason=f"PostgreSQL tests skipped: {postgres_unavailable()}",
+        ),
+    ),
+]
+
+
+def start_suite(
+    tmp_path: Path, name: str, *args: str, backend: str = "sqlite"
+) -> tuple[subprocess.Popen[str], Path]:
     suite = tmp_path / name
     shutil.copytree(SEED_SUITE, suite)
     record = tmp_path / f"{name}.jsonl"
@@ -37,7 +53,7 @@ def start_suite(tmp_path: Path, name: str, *args: str) -> tuple[subprocess.Popen
             str(suite),
         ],
         cwd=suite,
-        env={**os.environ, "SEED_SUITE_RECORD": str(record)},
+        env={**os.environ, "SEED_SUITE_RECORD": str(record), "PREFECT_TESTKIT_DATABASE": backend},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -52,19 +68,24 @@ def finish(process: subprocess.Popen[str], record: Path) -> list[dict[str, objec
     return [json.loads(line) for line in record.read_text().splitlines()]
 
 
-def test_the_seed_suite_passes_unchanged(tmp_path: Path) -> None:
-    harnesses = finish(*start_suite(tmp_path, "plain"))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_seed_suite_passes_unchanged(tmp_path: Path, backend: str) -> None:
+    harnesses = finish(*start_suite(tmp_path, "plain", backend=backend))
     assert len(harnesses) == 1
 
 
-@pytest.mark.parametrize("runs", [2])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_concurrent_xdist_sessions_never_share_a_port_or_a_database(
-    tmp_path: Path, runs: int
+    tmp_path: Path, backend: str
 ) -> None:
-    started = [start_suite(tmp_path, f"run{i}", "-n", "2") for i in range(runs)]
+    runs = 2
+    started = [start_suite(tmp_path, f"run{i}", "-n", "2", backend=backend) for i in range(runs)]
     harnesses = [harness for run in started for harness in finish(*run)]
 
     print("\n".join(map(str, harnesses)))
     assert len(harnesses) == 2 * runs, "one harness per worker"
     assert len({h["port"] for h in harnesses}) == 2 * runs
     assert len({h["database"] for h in harnesses}) == 2 * runs
+    if backend == "postgresql":
+        # Every worker of both runs on one PostgreSQL server, each in its own database.
+        assert len({h["database_server"] for h in harnesses}) == 1

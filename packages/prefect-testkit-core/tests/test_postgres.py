@@ -22,7 +22,12 @@ from conftest import STARTUP_TIMEOUT, double_flow, wait_until_gone
 from prefect import flow, get_client, task
 
 from prefect_testkit import HarnessConfigError, HarnessStartupError, prefect_test_harness
-from prefect_testkit._pg_cluster import ClusterState, find_binaries, local_cluster, state_dir
+from prefect_testkit._pg_cluster import (
+    ClusterState,
+    local_cluster,
+    postgres_unavailable,
+    state_dir,
+)
 from prefect_testkit._postgres import (
     DATABASE_PREFIX,
     PostgresServer,
@@ -32,23 +37,10 @@ from prefect_testkit._postgres import (
 )
 from prefect_testkit_xdist import lease_port, list_leases
 
-
-def _unavailable() -> str | None:
-    if configured_server() is not None:
-        return None
-    if "TEST_SRCDIR" in os.environ:
-        return (
-            "PostgreSQL tests run under nox: Bazel's sandbox cannot hand a cluster to another user"
-        )
-    try:
-        find_binaries()
-    except (HarnessStartupError, HarnessConfigError) as exc:
-        return f"PostgreSQL tests skipped: no server to test against ({exc})"
-    return None
-
-
-UNAVAILABLE = _unavailable()
-needs_postgres = pytest.mark.skipif(UNAVAILABLE is not None, reason=UNAVAILABLE or "")
+UNAVAILABLE = postgres_unavailable()
+needs_postgres = pytest.mark.skipif(
+    UNAVAILABLE is not None, reason=f"PostgreSQL tests skipped: {UNAVAILABLE}"
+)
 LOCAL_ONLY = pytest.mark.skipif(
     configured_server() is not None, reason="tests the local cluster; a URL is configured"
 )

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import FLOWS, STARTUP, pyproject
 
+from prefect_testkit._pg_cluster import postgres_unavailable
 from prefect_testkit_xdist import list_leases
 
 XDIST_FILE = """
@@ -88,3 +89,30 @@ def test_two_workers_each_get_their_own_harness(pytester: pytest.Pytester, dist:
     # Every worker, the crashed one included, has given its port and directory back.
     run_prefix = Path(servers[0][2]).parent.name.split("_")[0]
     assert [lease for lease in list_leases() if lease.run_id.startswith(run_prefix)] == []
+
+
+@pytest.mark.skipif(
+    postgres_unavailable() is not None,
+    reason=f"PostgreSQL tests skipped: {postgres_unavailable()}",
+)
+def test_two_workers_on_postgresql_get_two_databases_on_one_server(
+    pytester: pytest.Pytester,
+) -> None:
+    pyproject(pytester, "prefect_harness_autouse = true")
+    pytester.makepyfile(
+        flows=FLOWS, test_a=XDIST_FILE.format(group="a"), test_b=XDIST_FILE.format(group="b")
+    )
+    pytester.syspathinsert()
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--dist", "loadgroup", "--prefect-database=postgresql", STARTUP, timeout=600
+    )
+    result.assert_outcomes(passed=8)  # the isolation marker's tests included
+    result.stdout.fnmatch_lines(["prefect-testkit: database: PostgreSQL on *"])
+    databases = re.findall(
+        r"^prefect-testkit: gw\d+: .*, database postgresql\+asyncpg://[^@]+@([^/]+)/(ptk_\w+),",
+        result.stdout.str(),
+        re.MULTILINE,
+    )
+    assert len(databases) == 2, result.stdout.str()
+    assert len({server for server, _ in databases}) == 1
+    assert len({name for _, name in databases}) == 2

@@ -95,6 +95,19 @@ def find_binaries() -> Path:
     )
 
 
+def postgres_unavailable() -> str | None:
+    """Why no PostgreSQL harness can start here, or None when one can (for test suites)."""
+    if os.environ.get("PREFECT_TESTKIT_POSTGRES_URL", "").strip():
+        return None
+    if "TEST_SRCDIR" in os.environ and os.geteuid() == 0:
+        return "Bazel's sandbox cannot hand a local cluster to another user (run under nox)"
+    try:
+        find_binaries()
+    except (HarnessStartupError, HarnessConfigError) as exc:
+        return f"no PostgreSQL server to test against: {exc}"
+    return None
+
+
 def major_version(binaries: Path) -> str:
     output = subprocess.run(
         [binaries / "postgres", "--version"], capture_output=True, text=True, check=True

@@ -11,7 +11,9 @@ nox -s bazel       bazel test //... (tools/bazel)
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 from pathlib import Path
 
 import nox
@@ -40,10 +42,28 @@ def all_packages() -> list[str]:
     return [str(PACKAGES_DIR / name) for name in PACKAGES]
 
 
+def postgresql_note() -> str:
+    """Which PostgreSQL the backend-specific tests will use, or that they will be skipped."""
+    if os.environ.get("PREFECT_TESTKIT_POSTGRES_URL", "").strip():
+        return "PostgreSQL tests: against the server in PREFECT_TESTKIT_POSTGRES_URL"
+    for directory in [
+        os.path.dirname(shutil.which("initdb") or ""),
+        *sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True),
+    ]:
+        if directory and os.access(os.path.join(directory, "postgres"), os.X_OK):
+            return f"PostgreSQL tests: against a throwaway local cluster ({directory})"
+    return (
+        "PostgreSQL tests: SKIPPED, no server (install Debian's postgresql package or set "
+        "PREFECT_TESTKIT_POSTGRES_URL)"
+    )
+
+
 @nox.session
 @nox.parametrize("target", [*PACKAGES, CROSS_PACKAGE])
 def tests(session: nox.Session, target: str) -> None:
     """Test one package in a virtualenv with only it and its declared dependencies."""
+    if target != "prefect-testkit-xdist":
+        session.log(postgresql_note())
     if target == CROSS_PACKAGE:
         session.install(*all_packages(), *dependency_group(ROOT, "test"))
         session.run("pytest", "tests", *session.posargs)

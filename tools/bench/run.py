@@ -23,7 +23,15 @@ import workloads
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-WORKLOADS = ("entry", "clean_db", "trivial_flow", "three_task_flow", "suite", "memory")
+WORKLOADS = (
+    "entry",
+    "clean_db",
+    "trivial_flow",
+    "three_task_flow",
+    "suite",
+    "memory",
+    "postgresql",
+)
 FULL = {"repeat": 3, "flows": 200, "trivial_flows": 50}
 QUICK = {"repeat": 1, "flows": 5, "trivial_flows": 5}
 
@@ -126,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         samples += workloads.suite(bench, repeat=args.repeat, cache_dir=bench.warm_cache)
     if "memory" in selected:
         samples += workloads.four_workers(bench, workers=4, cache_dir=bench.warm_cache)
+    if "postgresql" in selected:
+        samples += workloads.backends(bench, repeat=args.repeat, flows=max(args.flows // 10, 3))
 
     leftovers = workloads.leftover_servers(bench)
     rows = [report.summarize(s) for s in samples]

@@ -37,6 +37,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--trivial", type=int, default=0, help="trivial flows to run")
     parser.add_argument("--three", type=int, default=0, help="three-task flows to run")
     parser.add_argument("--resets", type=int, default=0, help="clean databases to time")
+    parser.add_argument("--fifty", type=int, default=0, help="50-concurrent-task flows to run")
+    parser.add_argument(
+        "--database", choices=("sqlite", "postgresql"), default="sqlite", help="toolkit only"
+    )
     return parser.parse_args(argv)
 
 
@@ -145,7 +149,7 @@ def _timed(into: dict[str, Any], key: str) -> Iterator[None]:
     into[key] = time.perf_counter() - started
 
 
-def _flows() -> tuple[Callable[[], Any], Callable[[], Any]]:
+def _flows() -> tuple[Callable[[], Any], Callable[[], Any], Callable[[], Any]]:
     from prefect import flow, task
 
     @flow
@@ -168,7 +172,15 @@ def _flows() -> tuple[Callable[[], Any], Callable[[], Any]]:
     def three_tasks() -> int:
         return total(square(load(10)))
 
-    return trivial, three_tasks
+    @task
+    def double(x: int) -> int:
+        return 2 * x
+
+    @flow
+    def fifty_concurrent() -> int:
+        return sum(future.result() for future in [double.submit(i) for i in range(50)])
+
+    return trivial, three_tasks, fifty_concurrent
 
 
 def _run_flows(flow_fn: Callable[[], Any], count: int, expected: int) -> list[float]:
@@ -193,12 +205,18 @@ def main(argv: list[str] | None = None) -> int:
         import prefect  # noqa: F401
 
         harness_factory = _harness(args.harness)
-        trivial, three_tasks = _flows()
+        trivial, three_tasks, fifty_concurrent = _flows()
     counter = _install_retry_counter()
 
     # Both harnesses default to 30 s, which a shared, busy machine can exceed; a
     # timeout here would lose a sample without making either harness look faster.
-    harness = harness_factory(server_startup_timeout=STARTUP_TIMEOUT)
+    options: dict[str, Any] = {"server_startup_timeout": STARTUP_TIMEOUT}
+    if args.database != "sqlite":
+        if args.harness != "toolkit":
+            raise SystemExit(f"Prefect's harness has no --database {args.database}")
+        options["database"] = args.database
+    result["database"] = args.database
+    harness = harness_factory(**options)
     with _timed(result, "enter_seconds"):
         handle = harness.__enter__()
     try:
@@ -211,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 result["trivial_seconds"] = _run_flows(trivial, args.trivial, 1)
                 result["three_task_seconds"] = _run_flows(three_tasks, args.three, 285)
+                before = counter.count
+                result["fifty_task_seconds"] = _run_flows(fifty_concurrent, args.fifty, 2450)
+                result["three_retry_503"] = before  # trivial and three-task flows
+                result["fifty_retry_503"] = counter.count - before
         result["server_peak_rss"] = sampler.peak
         result["retry_503"] = counter.count
         if args.mode == "hold":

@@ -168,13 +168,16 @@ def run_worker(
     trivial: int = 0,
     three: int = 0,
     resets: int = 0,
+    fifty: int = 0,
+    database: str = "sqlite",
 ) -> dict[str, Any]:
-    out = bench.new_dir(f"{harness}-{mode}")
+    out = bench.new_dir(f"{harness}-{mode}-{database}")
     argv = [sys.executable, str(WORKER), "--harness", harness, "--mode", mode, "--out", str(out)]
     argv += ["--trivial", str(trivial), "--three", str(three), "--resets", str(resets)]
+    argv += ["--fifty", str(fifty), "--database", database]
     proc = _start(bench, argv, out, bench.env(harness, cache_dir), stdin=subprocess.DEVNULL)
     try:
-        proc.wait(timeout=bench.timeout + 10 * (trivial + three) + 60 * resets)
+        proc.wait(timeout=bench.timeout + 10 * (trivial + three + fifty) + 60 * resets)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         _reap_servers(bench, out)
@@ -276,6 +279,65 @@ def sessions(
     if clean_db:
         picked.insert(3 if entry else 0, clean)
     return picked
+
+
+# metric: (unit, result key, result key of its 503 count or None)
+BACKEND_METRICS = {
+    "entry_warm": ("s", "enter_seconds", None),
+    "clean_db": ("s", "clean_db_seconds", None),
+    "three_task_flow": ("s/flow", "three_task_seconds", "three_retry_503"),
+    "fifty_task_flow": ("s/flow", "fifty_task_seconds", "fifty_retry_503"),
+}
+
+
+def backends(bench: Bench, *, repeat: int, flows: int) -> list[Samples]:
+    """The toolkit on SQLite and on PostgreSQL, each beside Prefect's harness (SQLite only).
+
+    Rows are named ``<metric>@<backend>``; their Prefect figures come from the same
+    Prefect sessions, so both backends are compared with one baseline.
+    """
+    rows = {
+        (metric, database): Samples(
+            f"{metric}@{database}",
+            unit,
+            extra={"retry_503": {TOOLKIT: 0, PREFECT: 0}} if retries else {},
+        )
+        for metric, (unit, _, retries) in BACKEND_METRICS.items()
+        for database in ("sqlite", "postgresql")
+    }
+    for rep in range(repeat):
+        count = max(_split(flows, repeat, rep), 1)
+        steps = [(PREFECT, "sqlite"), (TOOLKIT, "sqlite"), (TOOLKIT, "postgresql")]
+        if rep % 2:
+            steps.reverse()
+        for harness, database in steps:
+            bench.log(f"rep {rep + 1}/{repeat}: backends, {harness} on {database}")
+            try:
+                result = run_worker(
+                    bench,
+                    harness,
+                    "session",
+                    cache_dir=bench.warm_cache,
+                    three=count,
+                    fifty=count,
+                    resets=3 if harness == TOOLKIT else 1,
+                    database=database,
+                )
+            except WorkloadError as exc:
+                bench.log(f"  FAILED: {exc}")
+                targets = [r for (_, db), r in rows.items() if harness == PREFECT or db == database]
+                for samples in targets:
+                    samples.errors.append(str(exc))
+                continue
+            for metric, (_, key, retries) in BACKEND_METRICS.items():
+                values = result.get(key, [])
+                values = values if isinstance(values, list) else [values]
+                for db in ("sqlite", "postgresql") if harness == PREFECT else (database,):
+                    samples = rows[(metric, db)]
+                    samples.add(harness, values)
+                    if retries is not None:
+                        samples.extra["retry_503"][harness] += result[retries]
+    return list(rows.values())
 
 
 def suite(bench: Bench, *, repeat: int, cache_dir: Path | None) -> list[Samples]:

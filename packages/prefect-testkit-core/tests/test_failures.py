@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -224,3 +225,53 @@ def test_a_full_disk_is_a_clear_error_and_leaves_nothing() -> None:
     assert "File too large" in result.stdout
     directory = result.stdout.split("prepare its directory ")[1].split(":")[0]
     assert not Path(directory).exists()
+
+
+READ_ONLY_SCRIPT = textwrap.dedent(
+    """
+    from prefect_testkit import prefect_test_harness
+
+    try:
+        with prefect_test_harness(120):
+            print("STARTED")
+    except Exception as exc:
+        print(f"{type(exc).__name__}: {exc}")
+    """
+)
+
+
+@pytest.mark.parametrize("lock_dir", ["{mount}", "{mount}/locks"])
+def test_a_read_only_lock_directory_is_a_clear_error(tmp_path: Path, lock_dir: str) -> None:
+    """A read-only tmpfs, mounted in a user and mount namespace of its own (`unshare -rm`).
+
+    That needs no privileges where the kernel allows unprivileged user namespaces, and
+    works as root too, where mode bits would not stop a write.
+    """
+    mount = tmp_path / "read-only"
+    mount.mkdir()
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("util-linux's unshare is not installed")
+    probe = subprocess.run(
+        [unshare, "-rm", "mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs in a user namespace here: {probe.stderr.strip()}")
+    directory = lock_dir.format(mount=mount)
+    command = (
+        f"mount -t tmpfs -o ro,size=1m,mode=0700 tmpfs {mount} && "
+        f'PREFECT_TESTKIT_LOCK_DIR={directory} exec "$0" -c "$1"'
+    )
+    result = subprocess.run(
+        [unshare, "-rm", "sh", "-c", command, sys.executable, READ_ONLY_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "STARTED" not in result.stdout
+    assert "LockDirError" in result.stdout, result.stdout + result.stderr
+    assert "Read-only file system" in result.stdout
+    assert "PREFECT_TESTKIT_LOCK_DIR" in result.stdout
+    assert result.returncode == 0, result.stderr

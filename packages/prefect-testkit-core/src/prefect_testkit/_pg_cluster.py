@@ -238,13 +238,17 @@ def local_cluster(timeout: float) -> Iterator[PostgresServer]:
         os.close(users)  # releases the shared lock
 
 
-def new_password(directory: Path) -> str:
-    """The cluster role's password, made once: the data directory outlives each cluster."""
+def cluster_password(directory: Path) -> tuple[str, bool]:
+    """The cluster role's password, and whether it was made just now.
+
+    Made once: the data directory, where the role lives, outlives each cluster. A new
+    password therefore means the data directory must be made anew too.
+    """
     path = directory / "password"
     with contextlib.suppress(FileNotFoundError):
-        return path.read_text().strip()
+        return path.read_text().strip(), False
     password = secrets.token_urlsafe(24)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as file:
         file.write(password)
-    return password
+    return password, True

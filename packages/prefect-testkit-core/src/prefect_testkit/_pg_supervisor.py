@@ -14,6 +14,7 @@ import ctypes
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,9 +26,9 @@ from types import FrameType
 from prefect_testkit._pg_cluster import (
     CLUSTER_ROLE,
     ClusterState,
+    cluster_password,
     data_root,
     major_version,
-    new_password,
     service_user,
 )
 from prefect_testkit._postgres import DATABASE_PREFIX, TEMPLATE_PREFIX, drop_database, run_sync
@@ -60,13 +61,12 @@ def _run_as_service_user(argv: list[str], **kwargs: object) -> subprocess.Popen[
     return subprocess.Popen(argv, **ids, **kwargs)  # type: ignore[call-overload,no-any-return]
 
 
-def _prepare_data_directory(binaries: Path, password: str) -> Path:
+def _prepare_data_directory(binaries: Path, password: str, new_password: bool) -> Path:
     data = data_root() / f"data-{major_version(binaries)}"
-    if (data / "PG_VERSION").is_file():
+    if (data / "PG_VERSION").is_file() and not new_password:
         return data
     user = service_user()
-    with contextlib.suppress(FileNotFoundError):
-        subprocess.run(["rm", "-rf", str(data)], check=True)  # a half-made one from a crash
+    shutil.rmtree(data, ignore_errors=True)  # half-made by a crash, or for another password
     data.mkdir(mode=0o700)
     password_file = data.with_name(data.name + ".pw")
     password_file.write_text(password)
@@ -162,8 +162,8 @@ def _stop(postgres: subprocess.Popen[bytes]) -> None:
 
 
 def main(directory: Path, binaries: Path, ready_fd: int) -> int:
-    password = new_password(directory)
-    data = _prepare_data_directory(binaries, password)
+    password, new_password = cluster_password(directory)
+    data = _prepare_data_directory(binaries, password, new_password)
     port_lease = lease_port()
     port = port_lease.port
     port_lease.socket.close()  # postgres binds the port itself; our lock keeps it ours

@@ -446,8 +446,18 @@ def _is_server_factory(proc: psutil.Process) -> bool:
         return False
 
 
+# The local PostgreSQL cluster's supervisor stops it 2 s after its last harness left.
+_CLUSTER_GRACE_SECONDS = 10.0
+
+
 def leftover_servers(bench: Bench) -> list[dict[str, Any]]:
     """Processes still alive that this run started (found by the environment marker)."""
+    deadline = time.monotonic() + _CLUSTER_GRACE_SECONDS
+    while time.monotonic() < deadline and any(
+        "prefect_testkit._pg_supervisor" in " ".join(proc.info["cmdline"] or [])
+        for proc in psutil.process_iter(["cmdline"])
+    ):
+        time.sleep(0.2)
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         if proc.pid == os.getpid():

@@ -155,30 +155,18 @@ def prefect_test_harness(
         stack.callback(directory_lease.release, remove=not keep_files)
         directory = directory_lease.path
         home = directory / "home"
-        database_file: Path | None = None
-        database_name: str | None = None
-        template: TemplateCache | None = None
         try:
             home.mkdir(mode=0o700)
-            if backend == "sqlite":
-                database_file = directory / "prefect.db"
-                if seed is None and template_cache_enabled():
-                    template = TemplateCache()
-                if seed is not None:
-                    copy_private(seed, database_file)
-                from_template = template is not None and template.restore(database_file, home)
-                database_url = f"sqlite+aiosqlite:///{database_file}"
-                database_location = str(database_file)
         except OSError as exc:
-            raise HarnessStartupError(
-                f"The harness could not prepare its directory {directory}: {exc}. Free space "
-                "there, or point PREFECT_TESTKIT_LOCK_DIR at a writable local file system."
-            ) from exc
-        if backend == "postgresql":
+            raise _unprepared(directory, exc) from exc
+        if backend == "sqlite":
+            db = _sqlite_database(directory, home, seed)
+        else:
             postgres = postgres or stack.enter_context(local_cluster(timeout))
             created = stack.enter_context(harness_database(postgres, directory, keep=keep_files))
-            database_url, database_location = created.url, created.display_url
-            database_name, from_template = created.name, created.from_template
+            db = _Database(
+                created.url, created.display_url, None, created.name, created.from_template
+            )
 
         # Server-side code in this process (tests of Prefect server models, say) must use
         # our database, not a cached interface. Imported only if something already did:
@@ -190,7 +178,7 @@ def prefect_test_harness(
             prefect.settings.temporary_settings(
                 updates={
                     prefect.settings.PREFECT_HOME: str(home),
-                    prefect.settings.PREFECT_SERVER_DATABASE_CONNECTION_URL: database_url,
+                    prefect.settings.PREFECT_SERVER_DATABASE_CONNECTION_URL: db.url,
                     **_client_defaults(),
                 }
             )
@@ -205,15 +193,15 @@ def prefect_test_harness(
         stack.callback(server.stop)
         startup_seconds = server.wait_until_healthy(
             {
-                "database": database_location,
+                "database": db.location,
                 "directory": directory
                 if keep_files
                 else f"{directory} (removed on exit; pass keep_files=True to keep it)",
             },
         )
 
-        if template is not None and database_file is not None and not from_template:
-            template.save(database_file, home)
+        if db.template is not None and db.file is not None and not db.from_template:
+            db.template.save(db.file, home)
 
         stack.enter_context(
             prefect.settings.temporary_settings(
@@ -239,20 +227,49 @@ def prefect_test_harness(
             api_url=server.api_url,
             port=server.port,
             database_backend=backend,
-            database_url=database_url,
-            database_location=database_location,
-            database_file=database_file,
-            database_name=database_name,
+            database_url=db.url,
+            database_location=db.location,
+            database_file=db.file,
+            database_name=db.name,
             home=home,
             directory=directory,
             log_path=server.log_path,
             server_pid=server.pid,
             startup_seconds=startup_seconds,
             api_auth_string=auth_string,
-            database_from_template=from_template,
+            database_from_template=db.from_template,
             server_forked=server.forked,
             _server=server,
         )
+
+
+@dataclass(frozen=True)
+class _Database:
+    url: str
+    location: str
+    file: Path | None
+    name: str | None
+    from_template: bool
+    template: TemplateCache | None = None  # SQLite's, saved once a fresh server has migrated
+
+
+def _sqlite_database(directory: Path, home: Path, seed: Path | None) -> _Database:
+    file = directory / "prefect.db"
+    template = TemplateCache() if seed is None and template_cache_enabled() else None
+    try:
+        if seed is not None:
+            copy_private(seed, file)
+        from_template = template is not None and template.restore(file, home)
+    except OSError as exc:
+        raise _unprepared(directory, exc) from exc
+    return _Database(f"sqlite+aiosqlite:///{file}", str(file), file, None, from_template, template)
+
+
+def _unprepared(directory: Path, exc: OSError) -> HarnessStartupError:
+    return HarnessStartupError(
+        f"The harness could not prepare its directory {directory}: {exc}. Free space "
+        "there, or point PREFECT_TESTKIT_LOCK_DIR at a writable local file system."
+    )
 
 
 def _startup_timeout(value: object) -> float:

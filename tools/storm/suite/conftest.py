@@ -71,7 +71,7 @@ def pytest_fixture_setup(
             lease_after=lease_after,
             ready_at=time.time(),
             port=handle.port,
-            database=str(handle.database_file),
+            database=handle.database_location,
             directory=str(handle.directory),
             server_pid=handle.server_pid,
             server_create_time=server_create_time,

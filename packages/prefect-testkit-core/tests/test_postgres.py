@@ -14,14 +14,21 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 from conftest import STARTUP_TIMEOUT, double_flow, wait_until_gone
 from prefect import flow, get_client, task
 
-from prefect_testkit import HarnessConfigError, HarnessStartupError, prefect_test_harness
+from prefect_testkit import (
+    HarnessConfigError,
+    HarnessHandle,
+    HarnessStartupError,
+    prefect_test_harness,
+)
 from prefect_testkit._pg_cluster import (
     ClusterState,
     local_cluster,
@@ -73,8 +80,8 @@ def harness_databases(server: PostgresServer) -> set[str]:
     return {name for (name,) in rows if not name.startswith("ptk_template_")}
 
 
-def pg_harness(**kwargs: object) -> prefect_test_harness:  # type: ignore[valid-type]
-    return prefect_test_harness(STARTUP_TIMEOUT, database="postgresql", **kwargs)  # type: ignore[arg-type]
+def pg_harness(**kwargs: Any) -> AbstractContextManager[HarnessHandle]:
+    return prefect_test_harness(STARTUP_TIMEOUT, database="postgresql", **kwargs)
 
 
 @needs_postgres

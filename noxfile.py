@@ -47,7 +47,7 @@ def postgresql_note() -> str:
     if os.environ.get("PREFECT_TESTKIT_POSTGRES_URL", "").strip():
         return "PostgreSQL tests: against the server in PREFECT_TESTKIT_POSTGRES_URL"
     for directory in [
-        os.path.dirname(shutil.which("initdb") or ""),
+        os.path.dirname(os.path.realpath(shutil.which("initdb") or "")),
         *sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True),
     ]:
         if directory and os.access(os.path.join(directory, "postgres"), os.X_OK):

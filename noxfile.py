@@ -46,11 +46,10 @@ def postgresql_note() -> str:
     """Which PostgreSQL the backend-specific tests will use, or that they will be skipped."""
     if os.environ.get("PREFECT_TESTKIT_POSTGRES_URL", "").strip():
         return "PostgreSQL tests: against the server in PREFECT_TESTKIT_POSTGRES_URL"
-    for directory in [
-        os.path.dirname(os.path.realpath(shutil.which("initdb") or "")),
-        *sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True),
-    ]:
-        if directory and os.access(os.path.join(directory, "postgres"), os.X_OK):
+    initdb = shutil.which("initdb")
+    on_path = [os.path.dirname(os.path.realpath(initdb))] if initdb else []
+    for directory in [*on_path, *sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]:
+        if os.access(os.path.join(directory, "postgres"), os.X_OK):
             return f"PostgreSQL tests: against a throwaway local cluster ({directory})"
     return (
         "PostgreSQL tests: SKIPPED, no server (install Debian's postgresql package or set "

@@ -86,8 +86,14 @@ class PostgresServer:
     local_cluster: bool = False
 
     @property
+    def host(self) -> str | None:
+        # A Unix socket directory comes as ?host=/path when the URL names no host.
+        socket_dir = self.url.query.get("host")
+        return self.url.host or (socket_dir if isinstance(socket_dir, str) else None)
+
+    @property
     def where(self) -> str:
-        return f"{self.url.username}@{self.url.host}:{self.url.port or 5432}"
+        return f"{self.url.username}@{self.host or 'localhost'}:{self.url.port or 5432}"
 
     def database_url(self, database: str) -> str:
         return self.url.set(database=database).render_as_string(hide_password=False)
@@ -97,12 +103,9 @@ class PostgresServer:
 
     async def connect(self, database: str | None = None) -> asyncpg.Connection:
         url = self.url
-        # A Unix socket directory comes as ?host=/path when the URL names no host.
-        socket_dir = url.query.get("host")
-        host = url.host or (socket_dir if isinstance(socket_dir, str) else None)
         try:
             return await asyncpg.connect(
-                host=host,
+                host=self.host,
                 port=url.port,
                 user=url.username,
                 password=url.password,
@@ -125,7 +128,7 @@ class PostgresServer:
             ) from None
         except (OSError, asyncio.TimeoutError, asyncpg.CannotConnectNowError) as exc:
             raise HarnessStartupError(
-                f"PostgreSQL at {url.host}:{url.port or 5432} is unreachable "
+                f"PostgreSQL at {self.host or 'localhost'}:{url.port or 5432} is unreachable "
                 f"({type(exc).__name__}: {exc or 'timed out'}). Start the server, or fix the "
                 f"host and port in {self.source}."
             ) from None

@@ -22,6 +22,7 @@ import psutil
 import pytest
 from conftest import STARTUP_TIMEOUT, double_flow, wait_until_gone
 from prefect import flow, get_client, task
+from prefect.utilities.asyncutils import run_coro_as_sync
 
 from prefect_testkit import (
     HarnessConfigError,
@@ -39,7 +40,6 @@ from prefect_testkit._postgres import (
     DATABASE_PREFIX,
     PostgresServer,
     configured_server,
-    run_sync,
     template_name,
 )
 from prefect_testkit_xdist import lease_port, list_leases
@@ -72,7 +72,7 @@ def fetch(server: PostgresServer, query: str, *args: object, database: str | Non
         finally:
             await conn.close()
 
-    return run_sync(run)
+    return run_coro_as_sync(run())
 
 
 def harness_databases(server: PostgresServer) -> set[str]:
@@ -132,7 +132,7 @@ def test_the_environment_selects_postgresql_and_reset_empties_it(
             async with get_client() as client:
                 return len(await client.read_flow_runs()), len(await client.read_block_types())
 
-        flow_runs, block_types = run_sync(read)
+        flow_runs, block_types = run_coro_as_sync(read())
         assert flow_runs == 0
         assert block_types > 0  # what the server registers at startup stays, as in a fresh one
         assert seconds < 10

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import fcntl
 import json
 import os
@@ -23,6 +24,8 @@ import traceback
 from pathlib import Path
 from types import FrameType
 
+from prefect.utilities.asyncutils import run_coro_as_sync
+
 from prefect_testkit._pg_cluster import (
     CLUSTER_ROLE,
     ClusterState,
@@ -31,7 +34,7 @@ from prefect_testkit._pg_cluster import (
     major_version,
     service_user,
 )
-from prefect_testkit._postgres import DATABASE_PREFIX, TEMPLATE_PREFIX, drop_database, run_sync
+from prefect_testkit._postgres import DATABASE_PREFIX, TEMPLATE_PREFIX, drop_database
 from prefect_testkit_xdist import lease_port
 
 IDLE_SECONDS = 2.0
@@ -117,18 +120,18 @@ def _drop_leftovers(state: ClusterState) -> None:
     """A new cluster has no harnesses yet: every harness database in it is a leftover."""
     server = state.server()
 
-    async def names() -> list[str]:
+    async def drop() -> None:
         conn = await server.connect()
         try:
             rows = await conn.fetch("SELECT datname FROM pg_database")
-            return [row["datname"] for row in rows]
         finally:
             await conn.close()
+        for name in (row["datname"] for row in rows):
+            if name.startswith(DATABASE_PREFIX) and not name.startswith(TEMPLATE_PREFIX):
+                await drop_database(server, name)
+                print(f"dropped leftover database {name}", flush=True)
 
-    for name in run_sync(names):
-        if name.startswith(DATABASE_PREFIX) and not name.startswith(TEMPLATE_PREFIX):
-            run_sync(lambda name=name: drop_database(server, name))  # type: ignore[misc]
-            print(f"dropped leftover database {name}", flush=True)
+    run_coro_as_sync(drop())
 
 
 def _claim_if_idle(directory: Path) -> list[int] | None:
@@ -188,7 +191,7 @@ def main(directory: Path, binaries: Path, ready_fd: int) -> int:
         partial = state_file.with_suffix(".partial")
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as file:
-            json.dump({"port": port, "password": password, "supervisor_pid": os.getpid()}, file)
+            json.dump(dataclasses.asdict(state), file)
         os.replace(partial, state_file)
         os.write(ready_fd, b"1")
         os.close(ready_fd)

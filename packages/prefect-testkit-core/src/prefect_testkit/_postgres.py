@@ -20,15 +20,14 @@ import secrets
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
 import asyncpg
 from filelock import FileLock, Timeout
+from prefect.utilities.asyncutils import run_coro_as_sync
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -47,26 +46,6 @@ TEMPLATE_BUILD_TIMEOUT_SECONDS = 300.0
 TEMPLATE_BUSY_SECONDS = 5.0
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
-
-
-def run_sync(make_coroutine: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine to completion from sync code, even inside a running event loop."""
-    outcome: list[Any] = []
-
-    def target() -> None:
-        try:
-            outcome.append((True, asyncio.run(make_coroutine())))
-        except BaseException as exc:  # handed to the caller's thread
-            outcome.append((False, exc))
-
-    thread = threading.Thread(target=target, name="prefect-testkit-postgres")
-    thread.start()
-    thread.join()
-    succeeded, value = outcome[0]
-    if not succeeded:
-        raise value
-    return value  # type: ignore[no-any-return]
 
 
 def mask_password(text: str) -> str:
@@ -224,7 +203,7 @@ def ensure_template(server: PostgresServer) -> tuple[str, bool]:
 
     try:
         with lock:
-            return name, run_sync(ensure)
+            return name, run_coro_as_sync(ensure())
     except Timeout:
         raise HarnessStartupError(
             f"Waited {TEMPLATE_BUILD_TIMEOUT_SECONDS:g} s for another harness to build the "
@@ -333,13 +312,13 @@ def harness_database(
     with os.fdopen(fd, "w") as file:
         json.dump(payload, file)
     try:
-        run_sync(lambda: _create_from_template(server, name, template))
+        run_coro_as_sync(_create_from_template(server, name, template))
         yield HarnessDatabase(
             name, server.database_url(name), server.display_url(name), not built_now
         )
     finally:
         if not keep:
-            run_sync(lambda: drop_database(server, name))
+            run_coro_as_sync(drop_database(server, name))
             record.unlink(missing_ok=True)
 
 
@@ -352,7 +331,7 @@ def drop_leftover_database(directory: Path) -> None:
         return
     server = server_from_url(payload["url"], str(record), local_cluster=payload["local_cluster"])
     try:
-        run_sync(lambda: drop_database(server, payload["database"]))
+        run_coro_as_sync(drop_database(server, payload["database"]))
     except HarnessStartupError:
         if server.local_cluster:
             # The local cluster is stopped; it drops every leftover when it next starts.

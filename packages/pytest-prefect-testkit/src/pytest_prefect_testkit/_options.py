@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from prefect_testkit import DATABASE_BACKENDS
 from prefect_testkit_xdist import AllocatorConfigError, parse_port_range
 from pytest_prefect_testkit._sharding import ShardSpec, parse_shard
 
@@ -24,7 +25,6 @@ PORT_RANGE_FLAG = "--prefect-port-range"
 KEEP_DB_FLAG = "--prefect-keep-db"
 SHARD_FLAG = "--prefect-shard"
 DATABASE_FLAG = "--prefect-database"
-DATABASE_BACKENDS = ("sqlite", "postgresql")
 
 
 @dataclass(frozen=True)

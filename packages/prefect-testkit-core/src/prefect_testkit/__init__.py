@@ -1,7 +1,19 @@
-"""prefect-testkit core: a fast, leak-free, explanatory drop-in for Prefect's test harness."""
+"""prefect-testkit core: a fast, leak-free, explanatory drop-in for Prefect's test harness.
 
+Importing this package imports no Prefect: the harness and its handle are loaded on first
+use, so that the pytest plugin can import it before a suite's conftest or ini settings
+have set ``PREFECT_*`` variables, and before pytest captures output.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from prefect_testkit._config import DATABASE_BACKENDS
 from prefect_testkit._errors import HarnessConfigError, HarnessStartupError
-from prefect_testkit._harness import DATABASE_BACKENDS, HarnessHandle, prefect_test_harness
+
+if TYPE_CHECKING:
+    from prefect_testkit._harness import HarnessHandle, prefect_test_harness
 
 __all__ = [
     "DATABASE_BACKENDS",
@@ -10,3 +22,17 @@ __all__ = [
     "HarnessStartupError",
     "prefect_test_harness",
 ]
+
+# Names whose modules import Prefect: resolved by __getattr__ on first access.
+_LAZY = {"HarnessHandle": "_harness", "prefect_test_harness": "_harness"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -6,6 +6,9 @@ import os
 
 from prefect_testkit._errors import HarnessConfigError
 
+DATABASE_ENV = "PREFECT_TESTKIT_DATABASE"
+DATABASE_BACKENDS = ("sqlite", "postgresql")
+
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import prefect.context
 import prefect.settings
 
-from prefect_testkit._config import env_flag
+from prefect_testkit._config import DATABASE_BACKENDS, DATABASE_ENV, env_flag
 from prefect_testkit._errors import HarnessConfigError, HarnessStartupError
 from prefect_testkit._files import copy_private
 from prefect_testkit._pg_cluster import find_binaries, local_cluster
@@ -36,8 +36,6 @@ if TYPE_CHECKING:
     from prefect.settings.legacy import Setting
 
 PortRange = range | tuple[int, int] | str
-DATABASE_ENV = "PREFECT_TESTKIT_DATABASE"
-DATABASE_BACKENDS = ("sqlite", "postgresql")
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,24 @@
 """Call Prefect task and flow bodies without the engine, capture run logs, and read back
-what the API stored."""
+what the API stored.
 
-from prefect_testkit_logging._call import call_fn, missing_context_hint
-from prefect_testkit_logging._caplog import caplog_bridge, propagate_run_logs_to
-from prefect_testkit_logging._capture import (
-    CapturedLog,
-    PrefectLogCapture,
-    capture_prefect_logs,
-)
-from prefect_testkit_logging._quiet import QuietedPrefectLoggers, quiet_prefect_loggers
-from prefect_testkit_logging._stored import StoredLog, aread_run_logs, read_run_logs
+Importing this package imports no Prefect: each name is loaded on first use, so that the
+pytest plugin can import it before a suite has configured Prefect's settings and logging.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prefect_testkit_logging._call import call_fn, missing_context_hint
+    from prefect_testkit_logging._caplog import caplog_bridge, propagate_run_logs_to
+    from prefect_testkit_logging._capture import (
+        CapturedLog,
+        PrefectLogCapture,
+        capture_prefect_logs,
+    )
+    from prefect_testkit_logging._quiet import QuietedPrefectLoggers, quiet_prefect_loggers
+    from prefect_testkit_logging._stored import StoredLog, aread_run_logs, read_run_logs
 
 __all__ = [
     "CapturedLog",
@@ -25,3 +34,23 @@ __all__ = [
     "quiet_prefect_loggers",
     "read_run_logs",
 ]
+
+_MODULES = {
+    "_call": ("call_fn", "missing_context_hint"),
+    "_caplog": ("caplog_bridge", "propagate_run_logs_to"),
+    "_capture": ("CapturedLog", "PrefectLogCapture", "capture_prefect_logs"),
+    "_quiet": ("QuietedPrefectLoggers", "quiet_prefect_loggers"),
+    "_stored": ("StoredLog", "aread_run_logs", "read_run_logs"),
+}
+_LAZY = {name: module for module, names in _MODULES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._directories import DirectoryLease, lease_directory
 from ._errors import AllocatorConfigError, AllocatorError, LockDirError, PoolExhaustedError
+from ._files import copy_private, make_private_dir, open_private, write_private
 from ._identity import WorkerIdentity, worker_identity
 from ._leases import LeaseRecord, clean, list_leases
 from ._lockdir import lock_dir
@@ -20,10 +21,14 @@ __all__ = [
     "PortLease",
     "WorkerIdentity",
     "clean",
+    "copy_private",
     "lease_directory",
     "lease_port",
     "list_leases",
     "lock_dir",
+    "make_private_dir",
+    "open_private",
     "parse_port_range",
     "worker_identity",
+    "write_private",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import stat
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from ._config import poll_delays, resolve_timeout
 from ._errors import AllocatorConfigError, PoolExhaustedError
+from ._files import make_private_dir, open_private
 from ._identity import worker_identity
 from ._leases import (
     KEPT_SUFFIX,
@@ -47,7 +49,7 @@ class DirectoryLease(Lease):
                         _remove_tree(self.path)
                     else:
                         # Kept for inspection: later leases skip this name until `clean`.
-                        self.path.with_name(self.path.name + KEPT_SUFFIX).touch(mode=0o600)
+                        os.close(open_private(self.path.with_name(self.path.name + KEPT_SUFFIX)))
             finally:
                 self._held.release()
 
@@ -66,8 +68,7 @@ def _remove_tree(path: Path) -> None:
 def _fresh_directory(path: Path) -> None:
     # The lock is free, so whatever is here was left by a dead or finished holder: start empty.
     _remove_tree(path)
-    path.mkdir(mode=0o700)
-    path.chmod(0o700)
+    make_private_dir(path)
 
 
 def lease_directory(purpose: str = "harness", *, timeout: float | None = None) -> DirectoryLease:

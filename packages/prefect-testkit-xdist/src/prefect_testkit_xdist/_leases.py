@@ -27,6 +27,7 @@ from filelock import Timeout, UnixFileLock
 
 from ._config import LOCK_DIR_ENV
 from ._errors import LockDirError
+from ._files import write_private
 from ._identity import worker_identity
 from ._lockdir import DIRECTORIES_SUBDIR, PORTS_SUBDIR, lock_dir
 
@@ -84,13 +85,13 @@ class HeldLock:
             "run_id": identity.run_id,
             "acquired_at": time.time(),
         }
-        tmp = self.lock_path.with_suffix(RECORD_TMP_SUFFIX)
-        # Only the lock holder writes these names, so a fixed temporary name cannot collide; the
-        # rename keeps readers from ever seeing half a record.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            json.dump(record, stream)
-        os.replace(tmp, self.record_path)
+        # Only the lock holder writes these names, so a fixed temporary name cannot collide,
+        # and `clean` knows it; the rename keeps readers from ever seeing half a record.
+        write_private(
+            self.record_path,
+            json.dumps(record),
+            temp=self.lock_path.with_suffix(RECORD_TMP_SUFFIX),
+        )
 
     def unlock_only(self) -> None:
         """Drop the lock but keep the record: for probes, which must not erase a holder's record."""

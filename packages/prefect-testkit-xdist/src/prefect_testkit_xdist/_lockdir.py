@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ._config import ALLOW_NETWORK_FS_ENV, LOCK_DIR_ENV, env_value
 from ._errors import AllocatorConfigError, LockDirError
+from ._files import make_private_dir
 
 BAZEL_TEST_TMPDIR_ENV = "TEST_TMPDIR"
 
@@ -148,17 +149,12 @@ def _check_ownership(path: Path, st: os.stat_result, what: str) -> None:
 
 def _ensure_private_dir(path: Path, what: str) -> None:
     try:
-        path.mkdir(mode=0o700)
-    except FileExistsError:
-        pass
+        make_private_dir(path, exist_ok=True)
     except OSError as error:
         raise LockDirError(
             f"cannot create {what} {path}: {error.strerror or error}. Set {LOCK_DIR_ENV} to a "
             "directory you can create and write"
         ) from error
-    else:
-        # mkdir's mode is filtered by the umask; the lock dir must be 0700 regardless.
-        path.chmod(0o700)
     try:
         st = path.lstat()
     except OSError as error:

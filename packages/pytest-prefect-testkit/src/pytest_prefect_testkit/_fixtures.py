@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
-from collections.abc import Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
 import pytest
-from prefect import get_client
-from prefect.client.orchestration import PrefectClient, SyncPrefectClient
 
-from prefect_testkit import HarnessHandle
-from prefect_testkit_logging import PrefectLogCapture, capture_prefect_logs
 from pytest_prefect_testkit._options import DISABLE_FLAG
 from pytest_prefect_testkit._session import get_manager
+
+# Prefect is imported inside the fixtures, when a test first needs it: never at plugin load.
+if TYPE_CHECKING:
+    from prefect.client.orchestration import PrefectClient, SyncPrefectClient
+
+    from prefect_testkit import HarnessHandle
+    from prefect_testkit_logging import PrefectLogCapture
 
 ISOLATED_MARKER = "prefect_isolated"
 
@@ -29,10 +32,23 @@ def prefect_harness(request: pytest.FixtureRequest) -> Iterator[HarnessHandle]:
     if manager.options.disabled:
         pytest.skip(f"needs the Prefect test harness, which {DISABLE_FLAG} turned off")
     handle = manager.start()
+    manager.forget_fixture = _forgetter(request)
     try:
         yield handle
     finally:
         manager.stop()
+
+
+def _forgetter(request: pytest.FixtureRequest) -> Callable[[], None]:
+    """A callable that tears this session fixture down now, so that it runs again when next
+    requested (as pytest does for a parametrized fixture whose parameter changed).
+
+    pytest has no public call for this; ``FixtureDef.finish`` is the one it uses itself, and
+    it also tears down every fixture that depends on this one. The plugin's death-restart
+    test fails if a pytest release changes it.
+    """
+    fixturedef = request._fixturedef  # type: ignore[attr-defined]
+    return functools.partial(fixturedef.finish, request=request)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -98,6 +114,9 @@ def prefect_client(prefect_harness: HarnessHandle) -> Iterator[PrefectClient]:
     client holds nothing tied to the loop it was started in: each request opens its
     connection in the loop that awaits it.
     """
+    import httpx
+    from prefect import get_client
+
     client = get_client(
         httpx_settings={"limits": httpx.Limits(max_connections=16, max_keepalive_connections=0)}
     )
@@ -111,6 +130,8 @@ def prefect_client(prefect_harness: HarnessHandle) -> Iterator[PrefectClient]:
 @pytest.fixture
 def sync_prefect_client(prefect_harness: HarnessHandle) -> Iterator[SyncPrefectClient]:
     """A ``SyncPrefectClient`` for the session harness."""
+    from prefect import get_client
+
     with get_client(sync_client=True) as client:
         yield client
 
@@ -118,5 +139,7 @@ def sync_prefect_client(prefect_harness: HarnessHandle) -> Iterator[SyncPrefectC
 @pytest.fixture
 def prefect_logs() -> Iterator[PrefectLogCapture]:
     """Flow and task run log records emitted during this test (``capture_prefect_logs()``)."""
+    from prefect_testkit_logging import capture_prefect_logs
+
     with capture_prefect_logs() as capture:
         yield capture

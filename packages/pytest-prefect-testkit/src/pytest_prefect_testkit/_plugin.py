@@ -7,11 +7,12 @@ pytest finds them on this module.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Generator
+from contextlib import ExitStack
 
 import pytest
 
-from prefect_testkit_logging import caplog_bridge
 from pytest_prefect_testkit._fixtures import (
     ISOLATED_MARKER,
     _prefect_harness_autouse,
@@ -44,8 +45,10 @@ __all__ = [
     "pytest_collection_modifyitems",
     "pytest_configure",
     "pytest_report_header",
+    "pytest_runtest_call",
     "pytest_runtest_makereport",
     "pytest_runtest_protocol",
+    "pytest_runtest_teardown",
     "pytest_sessionfinish",
     "pytest_terminal_summary",
     "pytest_testnodedown",
@@ -90,9 +93,44 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         select_shard(config, items, shard)
 
 
+_bridge_key = pytest.StashKey[ExitStack]()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    get_manager(item.config).before_test(item.nodeid)
     # Around all three phases: caplog_bridge follows the handlers pytest's logging plugin
     # swaps in for setup, call and teardown.
-    with caplog_bridge():
+    with ExitStack() as bridge:
+        item.stash[_bridge_key] = bridge
+        _bridge_run_logs_once_prefect_is_loaded(item)
         return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    _bridge_run_logs_once_prefect_is_loaded(item)
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, object, object]:
+    _bridge_run_logs_once_prefect_is_loaded(item)
+    return (yield)
+
+
+def _bridge_run_logs_once_prefect_is_loaded(item: pytest.Item) -> None:
+    """Let caplog see run logs, from the first phase in which Prefect is imported.
+
+    Bridging sets up Prefect's logging, which imports Prefect: done for a test that never
+    loaded it, that would configure Prefect before the suite's own settings and print its
+    log lines outside pytest's capture. A test whose module imports Prefect is bridged from
+    its setup on; one that loads it in a fixture, from its call phase on.
+    """
+    bridge = item.stash.get(_bridge_key, None)
+    if bridge is None or "prefect" not in sys.modules:
+        return
+    from prefect_testkit_logging import caplog_bridge
+
+    bridge.enter_context(caplog_bridge())
+    del item.stash[_bridge_key]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Generator
+from importlib.metadata import version
 from typing import Any
 
-import prefect
 import pytest
 
-from prefect_testkit_logging import missing_context_hint
 from prefect_testkit_xdist import AllocatorError, lock_dir
 from pytest_prefect_testkit._options import DISABLE_FLAG, KEEP_DB_FLAG, PluginOptions
 from pytest_prefect_testkit._session import get_manager
@@ -42,7 +42,7 @@ def header_lines(options: PluginOptions) -> list[str]:
     if options.disabled:
         autouse = "no test"
     lines = [
-        f"prefect-testkit: Prefect {prefect.__version__}; server: {server}",
+        f"prefect-testkit: Prefect {version('prefect')}; server: {server}",
         f"prefect-testkit: database: {where}; harness for: {autouse}",
     ]
     if options.shard is not None:
@@ -52,7 +52,9 @@ def header_lines(options: PluginOptions) -> list[str]:
 
 def failure_sections(item: pytest.Item, call: pytest.CallInfo[None]) -> list[tuple[str, str]]:
     sections: list[tuple[str, str]] = []
-    if call.excinfo is not None:
+    if call.excinfo is not None and "prefect" in sys.modules:
+        from prefect_testkit_logging import missing_context_hint
+
         hint = missing_context_hint(call.excinfo.value)
         if hint is not None:
             sections.append(("prefect-testkit hint", hint))
@@ -97,22 +99,36 @@ def pytest_testnodedown(node: Any, error: object) -> None:
         node.config.stash.setdefault(remote_summaries_key, []).append(summary)
 
 
+def death_line(worker: str, death: dict[str, Any]) -> str:
+    if death["restarted"]:
+        outcome = "restarted"
+    else:
+        outcome = "not restarted (one restart per worker): later tests that needed it failed"
+    return (
+        f"prefect-testkit: server for {worker} died during test {death['test']} "
+        f"(exit {death['exit_code']}); {outcome}"
+    )
+
+
 def summary_line(summary: dict[str, Any]) -> list[str]:
     worker = summary["worker"]
+    lines = [death_line(worker, death) for death in summary.get("deaths", [])]
+    if "api_url" in summary:
+        lines.append(
+            f"prefect-testkit: {worker}: server {summary['api_url']} (pid "
+            f"{summary['server_pid']}), database {summary['database']}, healthy after "
+            f"{summary['startup_seconds']:.1f} s, {summary['resets']} database reset(s) in "
+            f"{summary['reset_seconds']:.2f} s"
+        )
+        if summary["kept"]:
+            lines.append(
+                f"prefect-testkit: {worker}: kept database {summary['database']} "
+                f"and server log {summary['log_path']}"
+            )
     if "failure" in summary:
-        return [
+        lines.append(
             f"prefect-testkit: {worker}: the server failed to start "
             f"({summary['attempts']} attempt, not retried): {summary['failure']}"
-        ]
-    lines = [
-        f"prefect-testkit: {worker}: server {summary['api_url']} (pid {summary['server_pid']}), "
-        f"database {summary['database']}, healthy after {summary['startup_seconds']:.1f} s, "
-        f"{summary['resets']} database reset(s) in {summary['reset_seconds']:.2f} s"
-    ]
-    if summary["kept"]:
-        lines.append(
-            f"prefect-testkit: {worker}: kept database {summary['database']} "
-            f"and server log {summary['log_path']}"
         )
     return lines
 

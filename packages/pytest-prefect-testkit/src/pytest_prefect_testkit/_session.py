@@ -1,15 +1,35 @@
-"""The per-process state behind the session fixture: start once, remember the outcome."""
+"""The per-process state behind the session fixture: start once, remember the outcome,
+and replace a server that died once."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from prefect_testkit import HarnessHandle, HarnessStartupError, prefect_test_harness
+from prefect_testkit import HarnessStartupError
 from prefect_testkit_xdist import worker_identity
 from pytest_prefect_testkit._options import PluginOptions
+
+if TYPE_CHECKING:
+    from prefect_testkit import HarnessHandle
+
+# A server may die once per worker and be replaced; the second death means something in
+# the suite kills it, and restarting again would only repeat the damage test after test.
+RESTARTS_ALLOWED = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerDeath:
+    """A session server that died while this worker ran its tests."""
+
+    test: str  # the node id of the test that was running (or had run last)
+    server_pid: int
+    exit_code: int
+    restarted: bool
 
 
 class HarnessManager:
@@ -27,11 +47,20 @@ class HarnessManager:
         self._attempts = 0
         self._resets: list[float] = []
         self._record: dict[str, Any] | None = None
+        self._deaths: list[ServerDeath] = []
+        self._current_test: str | None = None
+        # Set by the session fixture: drops pytest's cached value so the next request
+        # starts a new harness (and re-runs the session fixtures that depend on it).
+        self.forget_fixture: Callable[[], None] | None = None
 
     @property
     def active(self) -> HarnessHandle | None:
         """The running session harness, if one has been started and not yet stopped."""
         return self._handle
+
+    @property
+    def deaths(self) -> tuple[ServerDeath, ...]:
+        return tuple(self._deaths)
 
     def start(self) -> HarnessHandle:
         if self._handle is not None:
@@ -44,6 +73,8 @@ class HarnessManager:
                 f"retried; the first error was:\n{type(self._failure).__name__}: "
                 f"{self._failure}"
             ) from None
+        from prefect_testkit import prefect_test_harness
+
         self._attempts += 1
         try:
             handle = self._stack.enter_context(
@@ -69,6 +100,34 @@ class HarnessManager:
         }
         return handle
 
+    def before_test(self, nodeid: str) -> None:
+        """Replace a server that died since the last test, once per worker.
+
+        Called before each test's setup: the test that was running when the server died
+        has failed with the cause already (every request got the death's message), and
+        this one, if it needs the harness, gets a new server instead of the same failure.
+        """
+        death = self._unrecorded_death()
+        if death is not None:
+            self._deaths.append(death)
+            if death.restarted and self.forget_fixture is not None:
+                try:
+                    self.forget_fixture()  # its teardown stops the dead harness
+                except Exception as exc:
+                    # Tests that need the harness now fail with this, not with a stale server.
+                    self._failure = exc
+        self._current_test = nodeid
+
+    def _unrecorded_death(self) -> ServerDeath | None:
+        handle = self._handle
+        if handle is None or self._current_test is None:
+            return None
+        code = handle.server_returncode
+        if code is None or any(d.server_pid == handle.server_pid for d in self._deaths):
+            return None
+        restarted = len(self._deaths) < RESTARTS_ALLOWED
+        return ServerDeath(self._current_test, handle.server_pid, code, restarted)
+
     def reset_database(self) -> float:
         handle = self.start()
         seconds = handle.reset_database()
@@ -77,19 +136,29 @@ class HarnessManager:
 
     def stop(self) -> None:
         self._handle = None
+        self.forget_fixture = None
         self._stack.close()
 
     def summary(self) -> dict[str, Any] | None:
         """What this process's harness did, as plain data (xdist sends it to the controller)."""
+        if self._handle is not None:
+            # A death in the last test that needed the server: nothing came to restart it.
+            last = self._unrecorded_death()
+            if last is not None:
+                self._deaths.append(dataclasses.replace(last, restarted=False))
+        if self._record is None and self._failure is None:
+            return None
+        summary: dict[str, Any] = {
+            "worker": worker_identity().worker,
+            "deaths": [dataclasses.asdict(death) for death in self._deaths],
+        }
         if self._record is not None:
-            return {**self._record, "resets": len(self._resets), "reset_seconds": sum(self._resets)}
+            summary.update(self._record, resets=len(self._resets))
+            summary["reset_seconds"] = sum(self._resets)
         if self._failure is not None:
-            return {
-                "worker": worker_identity().worker,
-                "failure": f"{type(self._failure).__name__}: {self._failure}".splitlines()[0],
-                "attempts": self._attempts,
-            }
-        return None
+            summary["failure"] = f"{type(self._failure).__name__}: {self._failure}".splitlines()[0]
+            summary["attempts"] = self._attempts
+        return summary
 
 
 manager_key = pytest.StashKey[HarnessManager]()

@@ -10,7 +10,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from prefect_testkit._config import DATABASE_BACKENDS
-from prefect_testkit._errors import HarnessConfigError, HarnessStartupError
+from prefect_testkit._errors import (
+    HarnessConfigError,
+    HarnessStartupError,
+    LeasePoolExhaustedError,
+    LockDirectoryError,
+)
 
 if TYPE_CHECKING:
     from prefect_testkit._harness import HarnessHandle, prefect_test_harness
@@ -20,6 +25,8 @@ __all__ = [
     "HarnessConfigError",
     "HarnessHandle",
     "HarnessStartupError",
+    "LeasePoolExhaustedError",
+    "LockDirectoryError",
     "prefect_test_harness",
 ]
 

@@ -1,6 +1,24 @@
-"""Exceptions raised by the harness."""
+"""Exceptions raised by the harness.
+
+Every failure to enter a harness is a `HarnessConfigError` (fix a value) or a
+`HarnessStartupError` (something on the machine is in the way). Errors of the lease
+allocator below us are re-raised as these, with their data kept as attributes and the
+original chained, so that callers never need to know that package's classes.
+"""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from prefect_testkit_xdist import (
+    AllocatorConfigError,
+    AllocatorError,
+    LeaseRecord,
+    LockDirError,
+    PoolExhaustedError,
+)
 
 
 class HarnessConfigError(ValueError):
@@ -9,3 +27,75 @@ class HarnessConfigError(ValueError):
 
 class HarnessStartupError(RuntimeError):
     """The test server did not become healthy; the message says where and why."""
+
+
+class LockDirectoryError(HarnessConfigError):
+    """The lock directory (``PREFECT_TESTKIT_LOCK_DIR``) is unusable or unsafe.
+
+    Attributes:
+        path: the directory or file that was refused: the lock directory, its parent,
+            a subdirectory or a lock file in it.
+    """
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickling rebuilds an exception from its args: keep the data.
+        return (type(self), (str(self), self.path))
+
+
+class LeasePoolExhaustedError(HarnessStartupError):
+    """No port or harness directory became free in time; the message names the holders.
+
+    Attributes:
+        pool: what was exhausted, e.g. ``ports 8000-8999``.
+        port_range: the ports tried, for a port pool; None for the directory pool.
+        holders: the live leases holding the pool (pid, command line, age, worker).
+        waited: the seconds waited (``PREFECT_TESTKIT_LEASE_TIMEOUT``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        pool: str,
+        holders: Sequence[LeaseRecord],
+        waited: float,
+        port_range: range | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.pool = pool
+        self.holders = tuple(holders)
+        self.waited = waited
+        self.port_range = port_range
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.pool, self.holders, self.waited, self.port_range))
+
+
+# Tracebacks and reprs name the import path users have, not this private module.
+for _public in (
+    HarnessConfigError,
+    HarnessStartupError,
+    LockDirectoryError,
+    LeasePoolExhaustedError,
+):
+    _public.__module__ = "prefect_testkit"
+
+
+@contextlib.contextmanager
+def allocator_errors() -> Iterator[None]:
+    """Re-raise the lease allocator's errors as the harness's own, chained to the original."""
+    try:
+        yield
+    except PoolExhaustedError as exc:
+        raise LeasePoolExhaustedError(
+            str(exc), exc.pool, exc.holders, exc.waited, exc.port_range
+        ) from exc
+    except LockDirError as exc:
+        raise LockDirectoryError(str(exc), exc.path) from exc
+    except AllocatorConfigError as exc:
+        raise HarnessConfigError(str(exc)) from exc
+    except AllocatorError as exc:
+        raise HarnessStartupError(str(exc)) from exc

@@ -18,7 +18,7 @@ import prefect.context
 import prefect.settings
 
 from prefect_testkit._config import DATABASE_BACKENDS, DATABASE_ENV, env_flag
-from prefect_testkit._errors import HarnessConfigError, HarnessStartupError
+from prefect_testkit._errors import HarnessConfigError, HarnessStartupError, allocator_errors
 from prefect_testkit._files import copy_private
 from prefect_testkit._pg_cluster import find_binaries, local_cluster
 from prefect_testkit._postgres import PostgresServer, configured_server, harness_database
@@ -149,7 +149,8 @@ def prefect_test_harness(
     auth_string = secrets.token_urlsafe(32) if env_flag(API_AUTH_ENV, default=True) else None
 
     with ExitStack() as stack:
-        directory_lease = lease_directory("harness")
+        with allocator_errors():
+            directory_lease = lease_directory("harness")
         stack.callback(directory_lease.release, remove=not keep_files)
         directory = directory_lease.path
         home = directory / "home"
@@ -182,8 +183,10 @@ def prefect_test_harness(
             )
         )
 
+        with allocator_errors():
+            port_lease = lease_port(ports)
         server = ServerProcess(
-            stack.enter_context(lease_port(ports)),
+            stack.enter_context(port_lease),
             _server_environment(auth_string),
             directory / "server.log",
             timeout,
@@ -295,7 +298,7 @@ def _port_range(value: PortRange | None) -> range | None:
     try:
         return parse_port_range(value)
     except AllocatorConfigError as exc:
-        raise HarnessConfigError(f"port_range: {exc}") from None
+        raise HarnessConfigError(f"port_range: {exc}") from exc
 
 
 def _initial_database(value: str | os.PathLike[str] | None) -> Path | None:

@@ -118,5 +118,5 @@ def lease_directory(purpose: str = "harness", *, timeout: float | None = None) -
             )
             if (note := bazel_note()) is not None:
                 message += f"\nNote: {note}"
-            raise PoolExhaustedError(message)
+            raise PoolExhaustedError(message, f"directories named {base}_N", holders, wait)
         time.sleep(min(next(delays), remaining))

@@ -180,7 +180,8 @@ def try_lock(lock_path: Path) -> HeldLock | None:
     except OSError as error:
         raise LockDirError(
             f"cannot lock {lock_path}: {error.strerror or error}. The lock directory must be on a "
-            f"local filesystem that supports flock(); set {LOCK_DIR_ENV} to one"
+            f"local filesystem that supports flock(); set {LOCK_DIR_ENV} to one",
+            lock_path,
         ) from error
     return HeldLock(lock, lock_path)
 

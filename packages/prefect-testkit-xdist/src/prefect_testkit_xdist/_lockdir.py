@@ -123,7 +123,8 @@ def _check_filesystem(path: Path) -> None:
         "reliably exclude processes on different machines, so two test runs could be granted the "
         f"same port or directory. Set {LOCK_DIR_ENV} to a directory on a local filesystem "
         f"(e.g. /tmp or /var/tmp), or, if only this one machine ever uses it, set "
-        f"{ALLOW_NETWORK_FS_ENV}=1"
+        f"{ALLOW_NETWORK_FS_ENV}=1",
+        path,
     )
 
 
@@ -133,7 +134,8 @@ def _check_owner(path: Path, st: os.stat_result, what: str) -> None:
         raise LockDirError(
             f"{what} {path} is owned by uid {st.st_uid}, not by you (uid {uid}); another user "
             "could then hold, steal or read your leases and databases. Remove it, or set "
-            f"{LOCK_DIR_ENV} to a directory you own"
+            f"{LOCK_DIR_ENV} to a directory you own",
+            path,
         )
 
 
@@ -143,7 +145,8 @@ def _check_ownership(path: Path, st: os.stat_result, what: str) -> None:
         raise LockDirError(
             f"{what} {path} has mode {stat.S_IMODE(st.st_mode):04o}, writable by group or others, "
             f"who could then delete or replace your locks. Run `chmod 700 {path}`, or set "
-            f"{LOCK_DIR_ENV} to a private directory"
+            f"{LOCK_DIR_ENV} to a private directory",
+            path,
         )
 
 
@@ -153,12 +156,15 @@ def _ensure_private_dir(path: Path, what: str) -> None:
     except OSError as error:
         raise LockDirError(
             f"cannot create {what} {path}: {error.strerror or error}. Set {LOCK_DIR_ENV} to a "
-            "directory you can create and write"
+            "directory you can create and write",
+            path,
         ) from error
     try:
         st = path.lstat()
     except OSError as error:
-        raise LockDirError(f"cannot inspect {what} {path}: {error.strerror or error}") from error
+        raise LockDirError(
+            f"cannot inspect {what} {path}: {error.strerror or error}", path
+        ) from error
     if stat.S_ISLNK(st.st_mode):
         # A symlink's own mode is always 0777 and means nothing; whoever owns it can redirect it.
         _check_owner(path, st, f"{what} (a symlink)")
@@ -166,12 +172,13 @@ def _ensure_private_dir(path: Path, what: str) -> None:
             st = path.stat()
         except OSError as error:
             raise LockDirError(
-                f"{what} {path} is a dangling symlink: {error.strerror or error}"
+                f"{what} {path} is a dangling symlink: {error.strerror or error}", path
             ) from error
     if not stat.S_ISDIR(st.st_mode):
         raise LockDirError(
             f"{what} {path} exists but is not a directory. Remove it, or set {LOCK_DIR_ENV} "
-            "to another path"
+            "to another path",
+            path,
         )
     _check_ownership(path, st, what)
 
@@ -186,7 +193,8 @@ def lock_dir() -> Path:
         except OSError as error:
             raise LockDirError(
                 f"cannot create the parent {parent} of the lock directory {path}: "
-                f"{error.strerror or error}. Set {LOCK_DIR_ENV} to a directory you can create"
+                f"{error.strerror or error}. Set {LOCK_DIR_ENV} to a directory you can create",
+                parent,
             ) from error
     _ensure_private_dir(path, "lock directory")
     _check_filesystem(path)

@@ -8,11 +8,12 @@ import re
 import socket
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from ._config import PORT_RANGE_ENV, env_value, poll_delays, resolve_timeout
 from ._errors import AllocatorConfigError, PoolExhaustedError
 from ._leases import LOCK_SUFFIX, HeldLock, Lease, describe_holders, holder_of, try_lock
-from ._lockdir import PORTS_SUBDIR, bazel_note, lock_dir, lock_subdir
+from ._lockdir import PORTS_SUBDIR, bazel_note, lock_subdir
 
 DEFAULT_PORT_RANGE = range(8000, 9000)
 LOOPBACK = "127.0.0.1"
@@ -123,17 +124,23 @@ def _bind(port: int) -> socket.socket | None:
     return sock
 
 
-def _exhausted_message(
-    ports: range, timeout: float, leased: Sequence[int], bound_elsewhere: Sequence[int]
-) -> str:
-    ports_text = f"{ports[0]}-{ports[-1]}" if ports.step == 1 else str(ports)
+def _ports_text(ports: range) -> str:
+    return f"{ports[0]}-{ports[-1]}" if ports.step == 1 else str(ports)
+
+
+def _exhausted(
+    directory: Path,
+    ports: range,
+    timeout: float,
+    leased: Sequence[int],
+    bound_elsewhere: Sequence[int],
+) -> PoolExhaustedError:
     lines = [
-        f"no free port in {ports_text} after waiting {timeout:g}s "
+        f"no free port in {_ports_text(ports)} after waiting {timeout:g}s "
         f"({len(leased)} leased by testkit processes, {len(bound_elsewhere)} in use by others)."
     ]
-    if leased:
-        directory = lock_dir() / PORTS_SUBDIR
-        holders = [holder_of("port", directory / f"{port}{LOCK_SUFFIX}") for port in leased]
+    holders = [holder_of("port", directory / f"{port}{LOCK_SUFFIX}") for port in leased]
+    if holders:
         lines += ["Holders:", describe_holders(holders)]
     if bound_elsewhere:
         shown = ", ".join(str(port) for port in list(bound_elsewhere)[:20])
@@ -144,7 +151,9 @@ def _exhausted_message(
     )
     if (note := bazel_note()) is not None:
         lines.append(f"Note: {note}")
-    return "\n".join(lines)
+    return PoolExhaustedError(
+        "\n".join(lines), f"ports {_ports_text(ports)}", holders, timeout, ports
+    )
 
 
 def lease_port(port_range: range | None = None, *, timeout: float | None = None) -> PortLease:
@@ -183,7 +192,5 @@ def lease_port(port_range: range | None = None, *, timeout: float | None = None)
             return PortLease(port, sock, held)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise PoolExhaustedError(
-                _exhausted_message(ports, wait, sorted(leased), sorted(bound_elsewhere))
-            )
+            raise _exhausted(directory, ports, wait, sorted(leased), sorted(bound_elsewhere))
         time.sleep(min(next(delays), remaining))

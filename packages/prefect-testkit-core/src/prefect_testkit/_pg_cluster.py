@@ -35,7 +35,8 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from prefect_testkit._errors import HarnessConfigError, HarnessStartupError
+from prefect_testkit._errors import HarnessConfigError, HarnessStartupError, allocator_errors
+from prefect_testkit._files import make_private_dir, open_private, write_private
 from prefect_testkit._postgres import PostgresServer, server_from_url
 from prefect_testkit._process import read_log_tail
 from prefect_testkit_xdist import lock_dir
@@ -53,8 +54,9 @@ INSTALL_HINT = (
 
 
 def state_dir() -> Path:
-    path = lock_dir() / "postgres"
-    path.mkdir(mode=0o700, exist_ok=True)
+    with allocator_errors():
+        path = lock_dir() / "postgres"
+    make_private_dir(path, exist_ok=True)
     return path
 
 
@@ -182,7 +184,7 @@ def _start_supervisor(directory: Path, binaries: Path, timeout: float) -> Cluste
     (directory / "cluster.json").unlink(missing_ok=True)
     log = directory / "supervisor.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
-    with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+    with open(open_private(log, os.O_WRONLY | os.O_TRUNC), "wb") as out:
         try:
             launched = subprocess.run(
                 [
@@ -218,7 +220,7 @@ def local_cluster(timeout: float) -> Iterator[PostgresServer]:
     """Use this user's local cluster, starting it if none runs; let it stop when unused."""
     binaries = find_binaries()
     directory = state_dir()
-    users = os.open(directory / "users.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    users = open_private(directory / "users.lock", os.O_RDWR)
     try:
         try:
             with FileLock(directory / "start.lock", timeout=_START_LOCK_SECONDS, mode=0o600):
@@ -248,7 +250,7 @@ def cluster_password(directory: Path) -> tuple[str, bool]:
     with contextlib.suppress(FileNotFoundError):
         return path.read_text().strip(), False
     password = secrets.token_urlsafe(24)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(password)
+    # Whole or absent, even after a crash: an empty password file would be read as the
+    # password for good.
+    write_private(path, password, exclusive=True)
     return password, True

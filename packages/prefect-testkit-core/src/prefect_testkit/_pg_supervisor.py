@@ -26,6 +26,7 @@ from types import FrameType
 
 from prefect.utilities.asyncutils import run_coro_as_sync
 
+from prefect_testkit._files import make_private_dir, open_private, write_private
 from prefect_testkit._pg_cluster import (
     CLUSTER_ROLE,
     ClusterState,
@@ -70,10 +71,9 @@ def _prepare_data_directory(binaries: Path, password: str, new_password: bool) -
         return data
     user = service_user()
     shutil.rmtree(data, ignore_errors=True)  # half-made by a crash, or for another password
-    data.mkdir(mode=0o700)
+    make_private_dir(data)
     password_file = data.with_name(data.name + ".pw")
-    password_file.write_text(password)
-    password_file.chmod(0o600)
+    write_private(password_file, password)
     if user is not None:
         os.chown(data, user.pw_uid, user.pw_gid)
         os.chown(password_file, user.pw_uid, user.pw_gid)
@@ -136,10 +136,7 @@ def _drop_leftovers(state: ClusterState) -> None:
 
 def _claim_if_idle(directory: Path) -> list[int] | None:
     """Both locks, held, when no harness uses the cluster and none is attaching; else None."""
-    fds = [
-        os.open(directory / name, os.O_RDWR | os.O_CREAT, 0o600)
-        for name in ("start.lock", "users.lock")
-    ]
+    fds = [open_private(directory / name, os.O_RDWR) for name in ("start.lock", "users.lock")]
     try:
         for fd in fds:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -188,11 +185,7 @@ def main(directory: Path, binaries: Path, ready_fd: int) -> int:
         _wait_until_ready(binaries, port, postgres)
         state = ClusterState(port, password, os.getpid())
         _drop_leftovers(state)
-        partial = state_file.with_suffix(".partial")
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as file:
-            json.dump(dataclasses.asdict(state), file)
-        os.replace(partial, state_file)
+        write_private(state_file, json.dumps(dataclasses.asdict(state)))
         os.write(ready_fd, b"1")
         os.close(ready_fd)
         print(f"serving on 127.0.0.1:{port} (postgres pid {postgres.pid}, data {data})", flush=True)

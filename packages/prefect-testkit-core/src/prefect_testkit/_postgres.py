@@ -32,6 +32,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from prefect_testkit._errors import HarnessConfigError, HarnessStartupError
+from prefect_testkit._files import write_private
 from prefect_testkit._template import cache_dir, migrations_fingerprint
 from prefect_testkit_xdist import worker_identity
 
@@ -308,9 +309,7 @@ def harness_database(
         "database": name,
         "local_cluster": server.local_cluster,
     }
-    fd = os.open(record, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as file:
-        json.dump(payload, file)
+    write_private(record, json.dumps(payload), exclusive=True)
     try:
         run_coro_as_sync(_create_from_template(server, name, template))
         yield HarnessDatabase(

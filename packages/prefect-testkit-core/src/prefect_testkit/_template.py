@@ -18,8 +18,8 @@ import prefect
 from filelock import FileLock
 
 from prefect_testkit._config import env_flag
-from prefect_testkit._errors import HarnessConfigError
-from prefect_testkit._files import copy_private
+from prefect_testkit._errors import HarnessConfigError, allocator_errors
+from prefect_testkit._files import copy_private, make_private_dir, open_private
 from prefect_testkit_xdist import lock_dir
 
 CACHE_DIR_ENV = "PREFECT_TESTKIT_CACHE_DIR"
@@ -34,13 +34,16 @@ def template_cache_enabled() -> bool:
 def cache_dir() -> Path:
     raw = os.environ.get(CACHE_DIR_ENV)
     if raw is None:
-        path = lock_dir() / "cache"
+        with allocator_errors():
+            path = lock_dir() / "cache"
     else:
         path = Path(raw).expanduser()
         if not path.is_absolute():
             raise HarnessConfigError(f"{CACHE_DIR_ENV}={raw!r} must be an absolute path")
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Only the cache itself is ours to make private; the path to it is the user's.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path, exist_ok=True)
     except OSError as exc:
         raise HarnessConfigError(
             f"{CACHE_DIR_ENV}: cannot create the template cache directory {path}: {exc}"
@@ -108,6 +111,10 @@ class TemplateCache:
                 partial.unlink(missing_ok=True)
 
     def _write(self, database: Path, home: Path, partial: Path) -> None:
+        # Made here, 0600, for SQLite to fill: SQLite would create it with the umask's mode
+        # (its journal copies the database file's). A crashed save's leftover goes first.
+        partial.unlink(missing_ok=True)
+        os.close(open_private(partial, os.O_WRONLY | os.O_EXCL))
         # The backup API copies a consistent snapshot while the server keeps running.
         with (
             closing(sqlite3.connect(database)) as source,
@@ -119,5 +126,4 @@ class TemplateCache:
         memo_store = home / "memo_store.toml"
         if memo_store.is_file():
             copy_private(memo_store, self.memo_store)
-        partial.chmod(0o600)
         os.replace(partial, self.database)

@@ -316,13 +316,14 @@ def test_a_failed_start_errors_each_test_once_without_retrying(
         line
         for line in output.splitlines()
         if line.startswith("E ")
-        and line.split(maxsplit=1)[1].startswith("prefect_testkit_xdist._errors.PoolExhaustedError")
+        # The public name: the harness's own error, not the allocator's it chains.
+        and line.split(maxsplit=1)[1].startswith("prefect_testkit.LeasePoolExhaustedError: ")
     ]
     assert len(raised) == 4
     result.stdout.fnmatch_lines(
         [
             "prefect-testkit: main: the server failed to start (1 attempt, not retried): "
-            "PoolExhaustedError: *18650*"
+            "LeasePoolExhaustedError: *18650*"
         ]
     )
 

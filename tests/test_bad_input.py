@@ -1,7 +1,8 @@
 """Every public parameter, environment variable and pytest option, given a bad value.
 
-Each must fail before anything starts, with a message naming the value, and leave no
-process, lease or directory behind.
+Each must fail before anything starts with a HarnessConfigError (never an error class of
+a package below the harness) whose message names the value, and leave no process, lease
+or directory behind.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from prefect_testkit import prefect_test_harness
+from prefect_testkit import HarnessConfigError, prefect_test_harness
 from prefect_testkit_xdist import list_leases
 
 PARAMETERS = [
@@ -81,7 +82,7 @@ def nothing_left_behind() -> object:
 @pytest.mark.usefixtures("nothing_left_behind")
 @pytest.mark.parametrize(("kwargs", "named"), PARAMETERS)
 def test_bad_parameter(kwargs: dict[str, object], named: str) -> None:
-    with pytest.raises(ValueError, match=re.escape(named)), prefect_test_harness(**kwargs):  # type: ignore[arg-type]
+    with pytest.raises(HarnessConfigError, match=re.escape(named)), prefect_test_harness(**kwargs):  # type: ignore[arg-type]
         pytest.fail("started")
 
 
@@ -91,7 +92,10 @@ def test_bad_environment_variable(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str, named: str
 ) -> None:
     monkeypatch.setenv(name, value)
-    with pytest.raises(ValueError, match=re.escape(named)) as caught, prefect_test_harness():
+    with (
+        pytest.raises(HarnessConfigError, match=re.escape(named)) as caught,
+        prefect_test_harness(),
+    ):
         pytest.fail("started")
     assert name in str(caught.value)
 
@@ -104,7 +108,7 @@ def test_bad_postgresql_environment_variable(
     monkeypatch.delenv("PREFECT_TESTKIT_POSTGRES_URL", raising=False)
     monkeypatch.setenv(name, value)
     with (
-        pytest.raises(ValueError, match=re.escape(named)) as caught,
+        pytest.raises(HarnessConfigError, match=re.escape(named)) as caught,
         prefect_test_harness(database="postgresql"),
     ):
         pytest.fail("started")

@@ -29,6 +29,18 @@ class HarnessStartupError(RuntimeError):
     """The test server did not become healthy; the message says where and why."""
 
 
+class HarnessTeardownError(RuntimeError):
+    """Leaving the harness overran its bound; the message says where it was stuck.
+
+    Raised only when the ``with`` body did not raise: otherwise that exception leaves
+    the harness unchanged and this report comes as a `HarnessTeardownWarning`.
+    """
+
+
+class HarnessTeardownWarning(RuntimeWarning):
+    """Leaving the harness overran its bound while the body's exception propagated."""
+
+
 class LockDirectoryError(HarnessConfigError):
     """The lock directory (``PREFECT_TESTKIT_LOCK_DIR``) is unusable or unsafe.
 
@@ -78,6 +90,8 @@ class LeasePoolExhaustedError(HarnessStartupError):
 for _public in (
     HarnessConfigError,
     HarnessStartupError,
+    HarnessTeardownError,
+    HarnessTeardownWarning,
     LockDirectoryError,
     LeasePoolExhaustedError,
 ):

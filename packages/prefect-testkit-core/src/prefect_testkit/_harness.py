@@ -22,7 +22,14 @@ from prefect_testkit._errors import HarnessConfigError, HarnessStartupError, all
 from prefect_testkit._files import copy_private
 from prefect_testkit._pg_cluster import find_binaries, local_cluster
 from prefect_testkit._postgres import PostgresServer, configured_server, harness_database
-from prefect_testkit._process import LOG_TAIL_LINES, ServerProcess, read_log_tail
+from prefect_testkit._process import (
+    DEFAULT_TEARDOWN_TIMEOUT,
+    LOG_TAIL_LINES,
+    TEARDOWN_TIMEOUT_ENV,
+    ServerProcess,
+    TeardownWatchdog,
+    read_log_tail,
+)
 from prefect_testkit._protocol import API_AUTH_ENV, SQLITE_IMMEDIATE_ENV
 from prefect_testkit._template import TemplateCache, template_cache_enabled
 from prefect_testkit_xdist import (
@@ -108,6 +115,7 @@ def prefect_test_harness(
     keep_files: bool = False,
     initial_database: str | os.PathLike[str] | None = None,
     database: str | None = None,
+    teardown_timeout: float | None = None,
 ) -> Iterator[HarnessHandle]:
     """Run flows against a temporary Prefect API server and database.
 
@@ -123,11 +131,17 @@ def prefect_test_harness(
         database: ``"sqlite"`` or ``"postgresql"``; default ``PREFECT_TESTKIT_DATABASE``
             or ``"sqlite"``. PostgreSQL uses the server in ``PREFECT_TESTKIT_POSTGRES_URL``,
             else a throwaway local cluster (see the README's PostgreSQL section).
+        teardown_timeout: Seconds that leaving may take; default
+            ``PREFECT_TESTKIT_TEARDOWN_TIMEOUT`` or 30. Past them the harness takes this
+            process's and the server's stacks, kills the server, cleans up, and raises
+            `HarnessTeardownError` (or, if the body raised, warns with
+            `HarnessTeardownWarning` so that the body's exception stays the error).
 
     Yields:
         A `HarnessHandle` naming the API URL, port, database, home and server log.
     """
     timeout = _startup_timeout(server_startup_timeout)
+    teardown_bound = _teardown_timeout(teardown_timeout)
     ports = _port_range(port_range)
     if not isinstance(keep_files, bool):
         raise HarnessConfigError(f"keep_files must be True or False, got {keep_files!r}")
@@ -149,6 +163,8 @@ def prefect_test_harness(
     auth_string = secrets.token_urlsafe(32) if env_flag(API_AUTH_ENV, default=True) else None
 
     with ExitStack() as stack:
+        # First in, so last out: it reports an overrun once everything else is clean.
+        teardown = stack.enter_context(TeardownWatchdog(teardown_bound))
         with allocator_errors():
             directory_lease = lease_directory("harness")
         stack.callback(directory_lease.release, remove=not keep_files)
@@ -191,7 +207,7 @@ def prefect_test_harness(
             directory / "server.log",
             timeout,
         )
-        stack.callback(server.stop)
+        stack.callback(teardown.step, "stopping the server", server.stop)
         startup_seconds = server.wait_until_healthy(
             {
                 "database": db.location,
@@ -221,8 +237,13 @@ def prefect_test_harness(
         )
         _register_as_default_server(stack, server.port)
         # On every way out, before the server stops: logs written at the end of the body
-        # still reach it, and no worker outlives the harness. A dead server gets a bound.
-        stack.callback(lambda: drain_workers(None if server.returncode is None else 5.0))
+        # still reach it, and no worker outlives the harness.
+        stack.callback(
+            teardown.step,
+            "draining Prefect's log and event workers into the server",
+            lambda: _drain_before_stop(server, teardown),
+        )
+        stack.callback(teardown.arm, server)  # the first thing on the way out
 
         yield HarnessHandle(
             api_url=server.api_url,
@@ -279,15 +300,35 @@ def _startup_timeout(value: object) -> float:
     if value is None:
         value = prefect.settings.PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
         source = f"{setting} (used because server_startup_timeout is None)"
+    return _positive_seconds(value, source, "pass e.g. server_startup_timeout=30")
+
+
+def _teardown_timeout(value: object) -> float:
+    if value is not None:
+        example = f"pass e.g. teardown_timeout={DEFAULT_TEARDOWN_TIMEOUT:g}"
+        return _positive_seconds(value, "teardown_timeout", example)
+    raw = os.environ.get(TEARDOWN_TIMEOUT_ENV)
+    if raw is None:
+        return DEFAULT_TEARDOWN_TIMEOUT
+    source = f"{TEARDOWN_TIMEOUT_ENV}={raw!r}"
+    example = f"set e.g. {TEARDOWN_TIMEOUT_ENV}={DEFAULT_TEARDOWN_TIMEOUT:g}"
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise HarnessConfigError(f"{source} is not a number of seconds; {example}") from None
+    return _positive_seconds(seconds, source, example)
+
+
+def _positive_seconds(value: object, source: str, example: str) -> float:
+    """``value`` as seconds, or an error naming ``source`` and an ``example`` of a fix."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise HarnessConfigError(
             f"{source} must be a positive number of seconds, got {value!r} "
-            f"({type(value).__name__}); pass e.g. server_startup_timeout=30"
+            f"({type(value).__name__}); {example}"
         )
     if not math.isfinite(value) or value <= 0:
         raise HarnessConfigError(
-            f"{source} must be a positive, finite number of seconds, got {value!r}; "
-            "pass e.g. server_startup_timeout=30"
+            f"{source} must be a positive, finite number of seconds, got {value!r}; {example}"
         )
     return float(value)
 
@@ -406,20 +447,34 @@ def _register_as_default_server(stack: ExitStack, port: int) -> None:
     stack.callback(restore)
 
 
+# A dead server cannot take what the workers hold: give up on it sooner than the bound.
+_DEAD_SERVER_DRAIN_SECONDS = 5.0
+
+
+def _drain_before_stop(server: ServerProcess, teardown: TeardownWatchdog) -> None:
+    limit = teardown.time_left()
+    if server.returncode is not None:
+        limit = min(limit, _DEAD_SERVER_DRAIN_SECONDS)
+    drain_workers(limit)
+
+
 def drain_workers(timeout: float | None = None) -> None:
     """Flush Prefect's log and event workers into the server, and stop them.
 
     Stopped workers matter as much as flushed ones: the event worker is one per process
     and keeps the API URL it started with, so one left running would send the next
-    harness's events to this harness's (gone) server.
+    harness's events to this harness's (gone) server. ``timeout`` bounds both together.
     """
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
     from prefect.utilities.asyncutils import run_coro_as_sync
 
+    deadline = None if timeout is None else time.monotonic() + timeout
+
     async def drain() -> None:
         for service in (APILogWorker, EventsWorker):
-            drained = service.drain_all(timeout=timeout, at_exit=False)
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            drained = service.drain_all(timeout=left, at_exit=False)
             if inspect.isawaitable(drained):
                 await drained
 

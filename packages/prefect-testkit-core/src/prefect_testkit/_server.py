@@ -9,14 +9,18 @@ parent can tell our server from any other one.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import faulthandler
 import json
 import os
 import signal
 import socket
+import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from types import FrameType
 from typing import Any
 
 from prefect_testkit._config import env_flag
@@ -33,6 +37,48 @@ from prefect_testkit._reset import empty_database, wait_for_quiet_message_bus
 
 # After the parent dies, uvicorn gets this long to shut down before a hard exit.
 _ORPHAN_GRACE_SECONDS = 3.0
+# On this signal the server writes every thread's and every asyncio task's stack to its
+# log, then this line; the harness sends it when the server hangs.
+STACK_DUMP_SIGNAL = signal.SIGUSR1
+STACK_DUMP_END = "-- end of the prefect-testkit server's stack dump --"
+
+
+def _dump_stacks_on_signal() -> None:
+    """Make `STACK_DUMP_SIGNAL` write the server's stacks to stderr (the server log).
+
+    faulthandler writes every thread's stack from C, inside the signal handler, so it
+    works however the server is stuck: in an import, on a lock, in a blocking call.
+    A request handler that awaits forever leaves no trace there (its thread is idle
+    in the event loop), so the chained Python handler adds each asyncio task's await
+    chain, and the end marker; it runs only once the main thread runs Python again,
+    which a blocking C call can delay forever (the harness then stops waiting).
+    """
+    # The Python handler first: faulthandler chains to whatever handler it replaces.
+    signal.signal(STACK_DUMP_SIGNAL, _dump_tasks)
+    faulthandler.register(STACK_DUMP_SIGNAL, file=sys.stderr, all_threads=True, chain=True)
+
+
+def _dump_tasks(signum: int, frame: FrameType | None) -> None:
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        lines = ["No asyncio event loop runs in the main thread."]
+    else:
+        lines = [line for task in asyncio.all_tasks(loop) for line in _task_stack(task)]
+    print("\n".join([*lines, STACK_DUMP_END]), file=sys.stderr, flush=True)
+
+
+def _task_stack(task: asyncio.Task[Any]) -> Iterator[str]:
+    """The task's await chain, outermost coroutine first, as traceback lines."""
+    yield f"Task {task.get_name()} (most recent call last):"
+    awaitable: Any = task.get_coro()
+    while awaitable is not None:
+        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)
+        if frame is not None:
+            code = frame.f_code
+            yield f'  File "{code.co_filename}", line {frame.f_lineno} in {code.co_name}'
+        # Futures and other awaitables end the chain: they have neither attribute.
+        awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "gi_yieldfrom", None)
 
 
 def _exit_when_parent_dies(pipe_fd: int) -> None:
@@ -114,6 +160,9 @@ def _begin_sqlite_transactions_immediate() -> None:
 
 def serve(listen_fd: int, parent_pipe_fd: int, nonce: str) -> None:
     """Serve Prefect's API on an inherited socket until SIGTERM or the parent's death."""
+    # First, before anything that can hang: whether spawned (only this module's light
+    # imports ran before) or forked by the factory (which never installs it itself).
+    _dump_stacks_on_signal()
     _exit_when_parent_dies(parent_pipe_fd)
     os.umask(0o077)  # the database, its journals and everything else: owner only
 

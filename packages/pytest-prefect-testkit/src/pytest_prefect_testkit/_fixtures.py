@@ -32,7 +32,7 @@ def prefect_harness(request: pytest.FixtureRequest) -> Iterator[HarnessHandle]:
     if manager.options.disabled:
         pytest.skip(f"needs the Prefect test harness, which {DISABLE_FLAG} turned off")
     handle = manager.start()
-    manager.forget_fixture = _forgetter(request)
+    manager.forgetters.append(_forgetter(request))
     try:
         yield handle
     finally:
@@ -44,8 +44,8 @@ def _forgetter(request: pytest.FixtureRequest) -> Callable[[], None]:
     requested (as pytest does for a parametrized fixture whose parameter changed).
 
     pytest has no public call for this; ``FixtureDef.finish`` is the one it uses itself, and
-    it also tears down every fixture that depends on this one. The plugin's death-restart
-    test fails if a pytest release changes it.
+    it also tears down every fixture that names this one as an argument. The plugin's
+    death-restart tests fail if a pytest release changes it.
     """
     fixturedef = request._fixturedef  # type: ignore[attr-defined]
     return functools.partial(fixturedef.finish, request=request)
@@ -53,9 +53,11 @@ def _forgetter(request: pytest.FixtureRequest) -> Callable[[], None]:
 
 @pytest.fixture(scope="session", autouse=True)
 def _prefect_harness_autouse(request: pytest.FixtureRequest) -> None:
-    options = get_manager(request.config).options
-    if options.autouse and not options.disabled:
+    manager = get_manager(request.config)
+    if manager.options.autouse and not manager.options.disabled:
         request.getfixturevalue("prefect_harness")
+        # pytest does not tear this fixture down with the harness it asked for by name.
+        manager.forgetters.append(_forgetter(request))
 
 
 @pytest.fixture

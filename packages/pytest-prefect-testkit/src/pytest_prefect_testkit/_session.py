@@ -49,9 +49,9 @@ class HarnessManager:
         self._record: dict[str, Any] | None = None
         self._deaths: list[ServerDeath] = []
         self._current_test: str | None = None
-        # Set by the session fixture: drops pytest's cached value so the next request
-        # starts a new harness (and re-runs the session fixtures that depend on it).
-        self.forget_fixture: Callable[[], None] | None = None
+        # Set by the plugin's session fixtures: each drops pytest's cached value, so that
+        # the next test starts a new harness (and re-runs the session fixtures using it).
+        self.forgetters: list[Callable[[], None]] = []
 
     @property
     def active(self) -> HarnessHandle | None:
@@ -110,9 +110,12 @@ class HarnessManager:
         death = self._unrecorded_death()
         if death is not None:
             self._deaths.append(death)
-            if death.restarted and self.forget_fixture is not None:
+            if death.restarted:
                 try:
-                    self.forget_fixture()  # its teardown stops the dead harness
+                    # Newest first: the autouse fixture, then the harness, whose teardown
+                    # stops the dead server.
+                    for forget in reversed(self.forgetters):
+                        forget()
                 except Exception as exc:
                     # Tests that need the harness now fail with this, not with a stale server.
                     self._failure = exc
@@ -136,7 +139,7 @@ class HarnessManager:
 
     def stop(self) -> None:
         self._handle = None
-        self.forget_fixture = None
+        self.forgetters = []
         self._stack.close()
 
     def summary(self) -> dict[str, Any] | None:

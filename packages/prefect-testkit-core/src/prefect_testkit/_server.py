@@ -19,7 +19,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -64,13 +64,29 @@ def _dump_tasks(signum: int, frame: FrameType | None) -> None:
     except RuntimeError:
         lines = ["No asyncio event loop runs in the main thread."]
     else:
-        lines = [line for task in asyncio.all_tasks(loop) for line in _task_stack(task)]
+        lines = _task_stacks(asyncio.all_tasks(loop))
     print("\n".join([*lines, STACK_DUMP_END]), file=sys.stderr, flush=True)
 
 
-def _task_stack(task: asyncio.Task[Any]) -> Iterator[str]:
+def _task_stacks(tasks: Iterable[asyncio.Task[Any]]) -> list[str]:
+    """Each distinct await chain once, under the names of the tasks waiting in it.
+
+    A hung route collects one identical chain per retried request, and Prefect's
+    services run many identical consumer loops: listed one by one they bury the
+    chain that matters.
+    """
+    names: dict[tuple[str, ...], list[str]] = {}
+    for task in tasks:
+        names.setdefault(tuple(_await_chain(task)), []).append(task.get_name())
+    return [
+        line
+        for chain, tasks_here in names.items()
+        for line in (f"Task {', '.join(tasks_here)} (most recent call last):", *chain)
+    ]
+
+
+def _await_chain(task: asyncio.Task[Any]) -> Iterator[str]:
     """The task's await chain, outermost coroutine first, as traceback lines."""
-    yield f"Task {task.get_name()} (most recent call last):"
     awaitable: Any = task.get_coro()
     while awaitable is not None:
         frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)

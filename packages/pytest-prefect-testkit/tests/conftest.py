@@ -2,7 +2,19 @@ from __future__ import annotations
 
 import textwrap
 
+# In-process pytester runs drop every module first imported during the run. The plugin
+# imports Prefect lazily, so each run would import a second copy of Prefect beside objects
+# of the first (a Flow of one copy is no Flow to the other): import once, for every run,
+# what the inner suites use, as a suite's own conftest would.
+import prefect.client.orchestration
+import prefect.main  # noqa: F401
 import pytest
+
+import prefect_testkit_logging
+from prefect_testkit import prefect_test_harness  # noqa: F401
+
+for _name in prefect_testkit_logging.__all__:
+    getattr(prefect_testkit_logging, _name)  # loads the module behind each name
 
 # The machine is shared with other engineers' servers and benchmarks: starts of 40 s and
 # more have been seen, so the inner suites allow far more than the 30 s default.

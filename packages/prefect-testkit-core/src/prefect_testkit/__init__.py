@@ -38,8 +38,8 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # Not cached in this module: pytester's in-process runs drop the modules a run
+    # imported, and a cached name would keep a stale copy of Prefect alive beside a new one.
     from importlib import import_module
 
-    value = getattr(import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+    return getattr(import_module(f"{__name__}.{module}"), name)

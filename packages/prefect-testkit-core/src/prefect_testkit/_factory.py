@@ -10,8 +10,8 @@ pipe and the log file); the factory forks, the child serves, and the connection 
 open to report the child's exit status.
 
 The harness that finds no factory takes the lock itself and hands the locked descriptor
-to the new factory (`LAUNCH_COMMAND`), which forks at once so that the harness can reap
-the launcher in milliseconds, then imports Prefect's server.
+and the socket path to the new factory (`LAUNCH_COMMAND`), which forks at once so that
+the harness can reap the launcher in milliseconds, then imports Prefect's server.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from prefect_testkit_xdist import lock_dir
 
 FACTORY_ENV = "PREFECT_TESTKIT_SERVER_FACTORY"
 LOCK_FD_ENV = "PREFECT_TESTKIT_FACTORY_LOCK_FD"
+SOCKET_ENV = "PREFECT_TESTKIT_FACTORY_SOCKET"
 # Detach before the expensive imports: the launching harness waits for this process.
 LAUNCH_COMMAND = (
     "import os\nif os.fork(): os._exit(0)\nfrom prefect_testkit._factory import main\nmain()\n"
@@ -45,6 +46,8 @@ DEFAULT_IDLE_SECONDS = 300.0
 _HEADER = struct.Struct("!I")
 # sockaddr_un holds 108 bytes; longer paths (deep Bazel sandboxes) skip the factory.
 _MAX_SOCKET_PATH = 100
+# Connecting to a UNIX socket is instant unless its listener stopped accepting.
+_PROBE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -55,21 +58,32 @@ class FactoryPaths:
 
 
 def factory_paths() -> FactoryPaths:
-    """Where this install's factory lives: one per Python, Prefect and testkit code.
-
-    The testkit's own files are part of the key so that an edited (editable) install
-    never gets servers forked from a factory running the old code.
-    """
-    key = hashlib.sha256(f"{sys.executable}\0{prefect.__version__}".encode())
-    for module in sorted(Path(__file__).parent.glob("*.py")):
-        info = module.stat()
-        key.update(f"\0{module}\0{info.st_mtime_ns}\0{info.st_size}".encode())
+    """Where this install's factory lives: one per interpreter, virtualenv, Prefect and
+    testkit code, however their paths are spelled."""
+    key = hashlib.sha256("\0".join(_identity()).encode())
     directory = lock_dir() / "factory"
     directory.mkdir(mode=0o700, exist_ok=True)
     stem = directory / key.hexdigest()[:16]
     return FactoryPaths(
         stem.with_suffix(".sock"), stem.with_suffix(".lock"), stem.with_suffix(".log")
     )
+
+
+def _identity() -> list[str]:
+    """What makes two processes able to share a factory, with every path resolved.
+
+    Resolved because the same install is reached by many spellings (`../venv/bin/python`,
+    a symlinked checkout) and each spelling must find the one factory. The virtualenv's
+    prefix is there as well as the interpreter because a venv's bin/python is a symlink
+    to the base interpreter: resolved, it is the same for every venv, yet each venv has
+    its own packages. The testkit's own files are there so that an edited (editable)
+    install never gets servers forked from a factory running the old code.
+    """
+    parts = [os.path.realpath(sys.prefix), os.path.realpath(sys.executable), prefect.__version__]
+    for module in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        info = module.stat()
+        parts += [str(module), str(info.st_mtime_ns), str(info.st_size)]
+    return parts
 
 
 def usable(paths: FactoryPaths) -> bool:
@@ -142,16 +156,38 @@ class _Factory:
             conn.settimeout(10)
             request, fds = MessageReader(conn).read(max_fds=3)
             assert isinstance(request, dict)
-            pid = os.fork()
-            if pid == 0:
-                self._become_server(request, fds)  # never returns
-            for fd in fds:
-                os.close(fd)
-            send_message(conn, {"pid": pid})
+            try:
+                pid = self._fork(request, fds) if _still_awaited(request) else None
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            if pid is None:
+                conn.close()
+                return
+            self._reply(conn, pid)
             self._children[pid] = conn
+        except EOFError:
+            conn.close()  # a factory probing for us (`_answers`), or a harness that gave up
         except Exception as exc:
             print(f"prefect-testkit factory: request failed: {exc!r}", file=sys.stderr, flush=True)
             conn.close()
+
+    def _fork(self, request: dict[str, object], fds: list[int]) -> int:
+        pid = os.fork()
+        if pid == 0:
+            self._become_server(request, fds)  # never returns
+        return pid
+
+    @staticmethod
+    def _reply(conn: socket.socket, pid: int) -> None:
+        try:
+            send_message(conn, {"pid": pid})
+        except OSError:
+            # The harness stopped waiting and spawns its own server on the same socket,
+            # with the same nonce: ours would answer its health checks as if it were that one.
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise
 
     def _become_server(self, request: dict[str, object], fds: list[int]) -> None:
         try:
@@ -196,6 +232,17 @@ class _Factory:
             self._idle_since = time.monotonic()
 
 
+def _still_awaited(request: dict[str, object]) -> bool:
+    """Whether the harness still waits for this request (a stopped factory may read it late).
+
+    The monotonic clock is the system's, not the process's, so the harness's deadline is
+    comparable here.
+    """
+    answer_by = request["answer_by"]
+    assert isinstance(answer_by, (int, float))
+    return time.monotonic() < answer_by
+
+
 def try_lock(path: Path) -> int | None:
     """An exclusive flock on ``path``, as a descriptor; None when someone holds it."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -208,15 +255,20 @@ def try_lock(path: Path) -> int | None:
 
 
 def main() -> None:
-    paths = factory_paths()
+    # Both handed over by the launching harness, which took the lock for this socket.
+    lock_fd = int(os.environ.pop(LOCK_FD_ENV))
+    os.set_inheritable(lock_fd, False)  # held until this process exits
+    socket_path = Path(os.environ.pop(SOCKET_ENV))
     os.setsid()
     # The factory outlives whoever launched it, whose working directory (a pytest tmp
-    # dir, say) may be deleted: forked servers must not import relative to it.
-    os.chdir("/")
+    # dir, say) may be deleted: forked servers must not import relative to it. The
+    # launcher started us in "/", so these entries were never the harness's anyway.
     sys.path[:] = [entry for entry in sys.path if entry and os.path.isabs(entry)]
-    # Inherited already locked from the launching harness; held until this process exits.
-    lock_fd = int(os.environ.pop(LOCK_FD_ENV))
-    os.set_inheritable(lock_fd, False)
+    if factory_paths().socket != socket_path:
+        # The harness imported other code than we would serve (from its own working
+        # directory, say). Exiting frees the lock, which tells it at once to spawn.
+        print(f"prefect-testkit factory: not the code of {socket_path}", file=sys.stderr)
+        return
 
     # The expensive part, paid once: every forked server starts with these imported.
     import prefect.server.api.server  # noqa: F401
@@ -224,18 +276,65 @@ def main() -> None:
 
     import prefect_testkit._server  # noqa: F401
 
-    with contextlib.suppress(FileNotFoundError):
-        paths.socket.unlink()  # left by a factory that died: we hold the lock now
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(paths.socket))
-    paths.socket.chmod(0o600)
-    listener.listen(64)
+    listener = _listen(socket_path)
+    if listener is None:
+        return  # another factory serves this socket: harnesses reach it, not us
+    bound = _inode(socket_path)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         _Factory(listener, lock_fd).run(_idle_seconds())
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            paths.socket.unlink()
+        _remove_if_ours(socket_path, bound)
+
+
+def _listen(path: Path) -> socket.socket | None:
+    """Our listening socket at ``path``; None when a live factory already answers there.
+
+    We hold the lock, so a socket at ``path`` is normally a dead factory's, to replace.
+    But a lock guards one inode only: when a cleaner deletes the lock file, the next
+    harness locks a new one while the old factory still serves, and removing its socket
+    would leave it serving nobody until it idles out. So we take over a socket only when
+    nothing answers on it. A stopped factory still answers here (the kernel queues the
+    connection); harnesses time out on it and spawn, which is safe, unlike two factories.
+    """
+    if _answers(path):
+        return None
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    path.chmod(0o600)
+    listener.listen(64)
+    return listener
+
+
+def _answers(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(_PROBE_SECONDS)
+        try:
+            probe.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            return False
+        except TimeoutError:
+            return True  # a full backlog: a listener that has stopped accepting
+    return True
+
+
+def _inode(path: Path) -> tuple[int, int]:
+    info = path.lstat()
+    return info.st_dev, info.st_ino
+
+
+def _remove_if_ours(path: Path, bound: tuple[int, int]) -> None:
+    """Unlink the socket we bound, but not one that has replaced it.
+
+    A cleaner may have deleted ours while we ran, and a new factory bound the same path:
+    that socket is its life line, not ours to remove. No factory replaces our socket while
+    we still listen (`_listen` finds us answering), so checking, then unlinking, is safe.
+    """
+    with contextlib.suppress(FileNotFoundError):
+        if _inode(path) == bound:
+            path.unlink()
 
 
 if __name__ == "__main__":

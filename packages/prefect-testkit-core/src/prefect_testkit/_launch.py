@@ -19,6 +19,7 @@ from prefect_testkit._factory import (
     IDLE_ENV,
     LAUNCH_COMMAND,
     LOCK_FD_ENV,
+    SOCKET_ENV,
     FactoryPaths,
     MessageReader,
     factory_paths,
@@ -30,6 +31,16 @@ from prefect_testkit._protocol import LISTEN_FD_ENV, NONCE_ENV, PARENT_PIPE_FD_E
 
 # Exit status reported when the factory vanished before it could tell us the real one.
 UNKNOWN_EXIT = 255
+# A running factory answers (accepts, reads the request, forks, replies) in milliseconds;
+# one that has not within this bound is stopped or wedged, and the harness spawns its
+# server instead, with the rest of the startup time. Spawning costs a few seconds of
+# imports, so the bound is a few seconds too, and at most a quarter of the startup
+# timeout so that a short timeout keeps most of its time for the spawn.
+ANSWER_SECONDS = 5.0
+_ANSWER_SHARE = 0.25
+# A factory still starting pays the same imports as a spawn, so waiting for it is no
+# loss; but if it never comes up, the spawn must be left as much time as the factory had.
+_START_SHARE = 0.5
 
 
 class ServerChild(Protocol):
@@ -152,35 +163,65 @@ def _fork_from_factory(
 ) -> ForkedChild | None:
     """Ask the factory for a server, starting the factory first if none runs.
 
-    None means the factory could not serve (it failed to start or died): the caller
-    then spawns the server itself, so the factory is only ever a speed-up.
+    None means the factory could not serve in time (it failed to start, died, or did not
+    answer): the caller then spawns the server itself, so the factory is only ever a
+    speed-up.
     """
+    left = deadline - time.monotonic()
+    answer_within = min(ANSWER_SECONDS, left * _ANSWER_SHARE)
+    connected = _connect(paths, answer_within, time.monotonic() + left * _START_SHARE)
+    if connected is None:
+        return None
+    conn, answer_by = connected
+    try:
+        return _request(conn, answer_by, env, fds, nonce)
+    except (OSError, EOFError):  # TimeoutError included: the factory did not answer
+        conn.close()
+        return None
+
+
+def _connect(
+    paths: FactoryPaths, answer_within: float, start_by: float
+) -> tuple[socket.socket, float] | None:
+    """A connection to the factory, and when its answer is due; None if none comes up."""
     started_one = False
-    while time.monotonic() < deadline:
+    while True:
+        answer_by = time.monotonic() + answer_within
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.settimeout(answer_within)  # blocks only when the factory stopped accepting
         try:
             conn.connect(str(paths.socket))
+            return conn, answer_by
         except (FileNotFoundError, ConnectionRefusedError):
-            conn.close()
-            if not started_one:
-                _start_factory(paths)
-                started_one = True
-            elif not _factory_alive(paths):
-                return None
-            time.sleep(0.02)
-            continue
-        try:
-            conn.settimeout(max(0.1, deadline - time.monotonic()))
-            send_message(conn, {"env": dict(env), "nonce": nonce}, fds)
-            reader = MessageReader(conn)
-            reply, _ = reader.read()
-            conn.settimeout(None)
-        except (OSError, EOFError):
+            conn.close()  # no factory yet, or a dead one's socket
+        except OSError:
             conn.close()
             return None
-        assert isinstance(reply, dict)
-        return ForkedChild(conn, reader, int(reply["pid"]))
-    return None
+        if not started_one:
+            _start_factory(paths)
+            started_one = True
+        elif not _factory_alive(paths) or time.monotonic() >= start_by:
+            return None
+        time.sleep(0.02)
+
+
+def _request(
+    conn: socket.socket, answer_by: float, env: Mapping[str, str], fds: list[int], nonce: str
+) -> ForkedChild:
+    """Send the request and read the forked server's pid, both by ``answer_by``."""
+    conn.settimeout(_until(answer_by))
+    request = {"env": dict(env), "nonce": nonce, "answer_by": answer_by}
+    send_message(conn, request, fds)
+    conn.settimeout(_until(answer_by))
+    reader = MessageReader(conn)
+    reply, _ = reader.read()
+    conn.settimeout(None)
+    assert isinstance(reply, dict)
+    return ForkedChild(conn, reader, int(reply["pid"]))
+
+
+def _until(moment: float) -> float:
+    return max(0.001, moment - time.monotonic())  # 0 would make the socket non-blocking
 
 
 def _start_factory(paths: FactoryPaths) -> None:
@@ -192,8 +233,12 @@ def _start_factory(paths: FactoryPaths) -> None:
         with paths.log.open("ab") as log:
             launcher = subprocess.Popen(
                 [sys.executable, "-c", LAUNCH_COMMAND],
-                env={**os.environ, LOCK_FD_ENV: str(lock_fd)},
+                # The socket is named, not recomputed by the factory, so that the two
+                # cannot disagree about where the lock's owner listens.
+                env={**os.environ, LOCK_FD_ENV: str(lock_fd), SOCKET_ENV: str(paths.socket)},
                 pass_fds=(lock_fd,),
+                # The harness's directory may go away, and imports must not depend on it.
+                cwd="/",
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -31,6 +31,7 @@ from prefect_testkit import (
 )
 from prefect_testkit._errors import HarnessTeardownError, HarnessTeardownWarning
 from prefect_testkit._template import cache_dir
+from prefect_testkit_xdist import list_leases
 
 MODE_ENV = "TESTKIT_HANG"
 FACTORY_ENV = "PREFECT_TESTKIT_SERVER_FACTORY"
@@ -146,13 +147,19 @@ def hang_hooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     assert wait_until_gone(factory.pid), "the module's server factory did not stop"
 
 
+def our_leases() -> list[str]:
+    return sorted(lease.resource for lease in list_leases() if lease.pid == os.getpid())
+
+
 @pytest.fixture
 def leftovers() -> Iterator[None]:
-    """Asserts that the test leaves no child process and no changed setting behind."""
+    """Asserts that the test leaves no child process, lease or changed setting behind."""
     settings = [setting.value() for setting in SETTINGS]
     children = psutil.Process().children(recursive=True)
+    leases = our_leases()
     yield
     assert psutil.Process().children(recursive=True) == children
+    assert our_leases() == leases
     assert [setting.value() for setting in SETTINGS] == settings
 
 

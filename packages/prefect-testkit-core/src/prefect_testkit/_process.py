@@ -95,7 +95,7 @@ def _await_dump(path: Path, offset: int, child: ServerChild) -> str:
             return latest.split(STACK_DUMP_END)[0].rstrip()
         code = child.poll()
         if code is not None:
-            return latest.rstrip() + "\n" + _no_dump_because_exited(code)
+            return "\n".join(filter(None, [latest.rstrip(), _no_dump_because_exited(code)]))
         if latest != text:
             text, changed_at = latest, time.monotonic()
         elif text and time.monotonic() - changed_at >= _DUMP_SETTLED_SECONDS:
@@ -185,17 +185,15 @@ class ServerProcess:
         started, deadline, timeout = self._started, self._deadline, self._timeout
         last_problem = "no answer yet"
         # trust_env=False: a proxy from the environment must never see loopback traffic.
-        with httpx.Client(trust_env=False, timeout=2.0) as client:
+        with httpx.Client(trust_env=False) as client:
             while True:
                 if self.returncode is not None:
                     self._fail(f"the server exited with code {self.returncode}", started, describe)
+                # Never wait past the deadline on a server that accepts but hangs.
+                remaining = max(deadline - time.monotonic(), _POLL_SECONDS)
                 try:
-                    # Never wait past the deadline on a server that accepts but hangs.
                     response = client.get(
-                        f"{self.api_url}/health",
-                        timeout=min(
-                            _HEALTH_REQUEST_SECONDS, max(deadline - time.monotonic(), _POLL_SECONDS)
-                        ),
+                        f"{self.api_url}/health", timeout=min(_HEALTH_REQUEST_SECONDS, remaining)
                     )
                 except httpx.TransportError as exc:
                     last_problem = f"{type(exc).__name__}: {exc}"
@@ -344,7 +342,8 @@ class TeardownWatchdog:
         self._bound = bound
         self._deadline = 0.0
         self._started = 0.0
-        self._step = "starting to leave the harness"
+        # Completes "it was stuck ...".
+        self._step = "before its first step"
         # Held while firing: a step that begins meanwhile waits, so the step named in
         # the report is the one that was stuck, and the server is not stopped mid-dump.
         self._lock = threading.Lock()
@@ -372,7 +371,7 @@ class TeardownWatchdog:
             action()
         finally:
             with self._lock:
-                self._step = f"the rest of the exit path, after {name}"
+                self._step = f"in the rest of the exit path, after {name}"
 
     def time_left(self) -> float:
         """How long a step may wait on its own: never less than the watchdog needs to
@@ -384,19 +383,21 @@ class TeardownWatchdog:
             return
         with self._lock:
             step = self._step
-            ours = _thread_stacks()
-            theirs = server.stack_dump()
-            server.kill(
-                f"The harness killed its Prefect test server (pid {server.pid}, port "
-                f"{server.port}): leaving the harness took longer than {self._bound:g} s "
-                f"while {step}."
-            )
+            try:
+                ours = _thread_stacks()
+                theirs = server.stack_dump()
+            finally:  # whatever happened above, release what waits on the server
+                server.kill(
+                    f"The harness killed its Prefect test server (pid {server.pid}, port "
+                    f"{server.port}): leaving the harness took longer than {self._bound:g} s; "
+                    f"it was stuck {step}."
+                )
             self._report = (
                 f"Leaving the Prefect test harness took longer than {self._bound:g} s: it was "
-                f"stuck {step}. The harness took the stacks below, killed the server "
-                f"(pid {server.pid}, port {server.port}) and finished its cleanup; nothing "
-                "is left behind. If the exit is slow rather than stuck, raise the bound "
-                f"(teardown_timeout= or {TEARDOWN_TIMEOUT_ENV}).\n"
+                f"stuck {step}. The harness took the stacks below, then killed the server "
+                f"(pid {server.pid}, port {server.port}) to release whatever waited on it, "
+                "and the rest of the exit ran. If the exit is slow rather than stuck, raise "
+                f"the bound (teardown_timeout= or {TEARDOWN_TIMEOUT_ENV}).\n"
                 f"  this process's threads at {self._bound:g} s:\n{_indent(ours)}\n"
                 f"  the server's stacks ({server.log_path}):\n{_indent(theirs)}"
             )
@@ -419,4 +420,4 @@ class TeardownWatchdog:
         # verdict. Warn beside it, never instead of it, even where warnings are errors.
         with warnings.catch_warnings():
             warnings.simplefilter("always", HarnessTeardownWarning)
-            warnings.warn(report, HarnessTeardownWarning, stacklevel=2)
+            warnings.warn(report, HarnessTeardownWarning, stacklevel=1)

@@ -271,7 +271,7 @@ def test_a_read_only_lock_directory_is_a_clear_error(tmp_path: Path, lock_dir: s
         timeout=300,
     )
     assert "STARTED" not in result.stdout
-    assert "LockDirError" in result.stdout, result.stdout + result.stderr
+    assert "LockDirectoryError" in result.stdout, result.stdout + result.stderr
     assert "Read-only file system" in result.stdout
     assert "PREFECT_TESTKIT_LOCK_DIR" in result.stdout
     assert result.returncode == 0, result.stderr

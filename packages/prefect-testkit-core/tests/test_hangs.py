@@ -27,9 +27,10 @@ from prefect_testkit import (
     HarnessConfigError,
     HarnessHandle,
     HarnessStartupError,
+    HarnessTeardownError,
+    HarnessTeardownWarning,
     prefect_test_harness,
 )
-from prefect_testkit._errors import HarnessTeardownError, HarnessTeardownWarning
 from prefect_testkit._template import cache_dir
 from prefect_testkit_xdist import list_leases
 

@@ -13,6 +13,8 @@ from prefect_testkit._config import DATABASE_BACKENDS
 from prefect_testkit._errors import (
     HarnessConfigError,
     HarnessStartupError,
+    HarnessTeardownError,
+    HarnessTeardownWarning,
     LeasePoolExhaustedError,
     LockDirectoryError,
 )
@@ -25,6 +27,8 @@ __all__ = [
     "HarnessConfigError",
     "HarnessHandle",
     "HarnessStartupError",
+    "HarnessTeardownError",
+    "HarnessTeardownWarning",
     "LeasePoolExhaustedError",
     "LockDirectoryError",
     "prefect_test_harness",

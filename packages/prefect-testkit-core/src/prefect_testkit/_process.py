@@ -30,8 +30,13 @@ from prefect_testkit._errors import (
 )
 from prefect_testkit._files import open_private_append
 from prefect_testkit._launch import ForkedChild, ServerChild, launch
-from prefect_testkit._protocol import FLUSH_PATH, IDENTITY_HEADER, RESET_PATH
-from prefect_testkit._server import STACK_DUMP_END, STACK_DUMP_SIGNAL
+from prefect_testkit._protocol import (
+    FLUSH_PATH,
+    IDENTITY_HEADER,
+    RESET_PATH,
+    STACK_DUMP_END,
+    STACK_DUMP_SIGNAL,
+)
 from prefect_testkit._tombstone import Tombstone
 from prefect_testkit_xdist import PortLease
 

@@ -32,15 +32,13 @@ from prefect_testkit._protocol import (
     PARENT_PIPE_FD_ENV,
     RESET_PATH,
     SQLITE_IMMEDIATE_ENV,
+    STACK_DUMP_END,
+    STACK_DUMP_SIGNAL,
 )
 from prefect_testkit._reset import empty_database, wait_for_quiet_message_bus
 
 # After the parent dies, uvicorn gets this long to shut down before a hard exit.
 _ORPHAN_GRACE_SECONDS = 3.0
-# On this signal the server writes every thread's and every asyncio task's stack to its
-# log, then this line; the harness sends it when the server hangs.
-STACK_DUMP_SIGNAL = signal.SIGUSR1
-STACK_DUMP_END = "-- end of the prefect-testkit server's stack dump --"
 
 
 def _dump_stacks_on_signal() -> None:

@@ -19,7 +19,8 @@ import pytest
 from conftest import STARTUP_TIMEOUT, double_flow, wait_until_gone
 
 from prefect_testkit import prefect_test_harness
-from prefect_testkit._launch import ANSWER_SECONDS
+from prefect_testkit._factory import factory_paths
+from prefect_testkit._launch import ANSWER_SECONDS, start_factory
 
 LOCK_DIR_ENV = "PREFECT_TESTKIT_LOCK_DIR"
 IDLE_ENV = "PREFECT_TESTKIT_FACTORY_IDLE_SECONDS"
@@ -224,3 +225,36 @@ def test_a_stopped_factory_hands_over_to_spawning(
     assert wait_until_gone(stopped.pid)
 
     normal_run()  # a new factory replaces the dead one's socket
+
+
+def test_a_factory_removes_no_socket_but_its_own(
+    lock_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    factories = lock_dir / "factory"
+    # Factories here live until stopped, so that no idle exit hides a wrong one's work.
+    monkeypatch.setenv(IDLE_ENV, "600")
+    first = normal_run()
+
+    # A cleaner wipes the directory while `first` runs, so the next harness starts a
+    # successor on the same path; `first` must leave the successor's socket alone on exit.
+    for leftover in factories.iterdir():
+        leftover.unlink()
+    successor = normal_run()
+    assert successor.pid != first.pid
+    first.terminate()
+    assert wait_until_gone(first.pid)
+    assert normal_run().pid == successor.pid
+
+    # Only the lock is wiped: a factory started for the new lock finds the successor
+    # answering on the socket and leaves it, and itself, alone.
+    for lock in factories.glob("*.lock"):
+        lock.unlink()
+    start_factory(factory_paths())
+    (latecomer,) = [
+        process
+        for process in factories_using(lock_dir)
+        if successor.pid not in (process.pid, process.ppid())
+    ]
+    assert wait_until_gone(latecomer.pid, within=STARTUP_TIMEOUT)
+    assert normal_run().pid == successor.pid
+    successor.terminate()

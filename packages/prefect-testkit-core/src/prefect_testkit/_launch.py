@@ -198,7 +198,7 @@ def _connect(
             conn.close()
             return None
         if not started_one:
-            _start_factory(paths)
+            start_factory(paths)
             started_one = True
         elif not _factory_alive(paths) or time.monotonic() >= start_by:
             return None
@@ -224,7 +224,7 @@ def _until(moment: float) -> float:
     return max(0.001, moment - time.monotonic())  # 0 would make the socket non-blocking
 
 
-def _start_factory(paths: FactoryPaths) -> None:
+def start_factory(paths: FactoryPaths) -> None:
     """Start a factory unless one runs; the lock passes to it already taken."""
     lock_fd = try_lock(paths.lock)
     if lock_fd is None:

@@ -330,7 +330,8 @@ def _remove_if_ours(path: Path, bound: tuple[int, int]) -> None:
 
     A cleaner may have deleted ours while we ran, and a new factory bound the same path:
     that socket is its life line, not ours to remove. No factory replaces our socket while
-    we still listen (`_listen` finds us answering), so checking, then unlinking, is safe.
+    we still listen (`_listen` finds us answering), and a bound socket keeps its inode
+    number from being reused, so checking, then unlinking, is safe.
     """
     with contextlib.suppress(FileNotFoundError):
         if _inode(path) == bound:

@@ -183,7 +183,8 @@ def _fork_from_factory(
 def _connect(
     paths: FactoryPaths, answer_within: float, start_by: float
 ) -> tuple[socket.socket, float] | None:
-    """A connection to the factory, and when its answer is due; None if none comes up."""
+    """A connection to the factory, and when its answer is due; None when none comes up
+    in time, or the one there no longer accepts."""
     started_one = False
     while True:
         answer_by = time.monotonic() + answer_within

@@ -1,48 +1,58 @@
 """dist_info: the installed-distribution metadata of a package whose code Bazel provides.
 
-Bazel puts src/ on sys.path instead of installing the package, so importlib.metadata does not
-know it, and pytest, which finds plugins through the "pytest11" entry point group, would not
-load pytest-prefect-testkit. This writes the two files an install would have written,
-<dir>/<name>-<version>.dist-info/{METADATA,entry_points.txt}, and a py_library that puts <dir>
-on sys.path, so the plugin loads under Bazel exactly as it does from a wheel (by its entry point
-name, which `-p no:prefect_testkit` and pytester runs rely on).
+Bazel puts src/ on sys.path instead of installing the package, so importlib.metadata would not
+know it: pytest, which finds plugins through the "pytest11" entry point group, would not load
+pytest-prefect-testkit, and `prefect-testkit clean` would not find core's
+"prefect_testkit.cleanup" hook. An action (dist_info.py) reads the package's pyproject.toml and
+writes what an install would have written, <dir>/<name>-<version>.dist-info/{METADATA,
+entry_points.txt}, and a py_library puts <dir> on sys.path: the package is then seen exactly as
+from a wheel. Nothing is copied by hand: changing pyproject.toml changes the metadata.
 """
 
 def _dist_info_files_impl(ctx):
-    stem = "%s/%s-%s.dist-info/" % (ctx.attr.dir, ctx.attr.distribution.replace("-", "_"), ctx.attr.version)
-    metadata = ctx.actions.declare_file(stem + "METADATA")
-    ctx.actions.write(metadata, "Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (ctx.attr.distribution, ctx.attr.version))
-    entry_points = ctx.actions.declare_file(stem + "entry_points.txt")
-    lines = []
-    for group, entries in sorted(ctx.attr.entry_points.items()):
-        lines.append("[%s]" % group)
-        lines.extend(entries)
-        lines.append("")
-    ctx.actions.write(entry_points, "\n".join(lines))
-    return [DefaultInfo(files = depset([metadata, entry_points]), runfiles = ctx.runfiles(files = [metadata, entry_points]))]
+    output = ctx.actions.declare_directory(ctx.attr.dir)
+    ctx.actions.run(
+        executable = ctx.executable._python,
+        arguments = [ctx.file._script.path, ctx.file.pyproject.path, output.path],
+        inputs = [ctx.file._script, ctx.file.pyproject],
+        outputs = [output],
+        mnemonic = "DistInfo",
+        progress_message = "Writing the installed metadata of %s" % ctx.file.pyproject.short_path,
+    )
+    return [DefaultInfo(files = depset([output]), runfiles = ctx.runfiles(files = [output]))]
 
 _dist_info_files = rule(
     implementation = _dist_info_files_impl,
     attrs = {
-        "distribution": attr.string(mandatory = True),
-        "version": attr.string(mandatory = True),
-        "entry_points": attr.string_list_dict(),
-        "dir": attr.string(default = "dist-info"),
+        "dir": attr.string(mandatory = True),
+        "pyproject": attr.label(mandatory = True, allow_single_file = [".toml"]),
+        "_python": attr.label(
+            default = "@prefect_testkit_venv//:python3",
+            executable = True,
+            allow_single_file = True,
+            cfg = "exec",
+        ),
+        "_script": attr.label(default = Label("//tools/bazel:dist_info.py"), allow_single_file = True),
     },
 )
 
-def dist_info(name, distribution, version, entry_points = {}, dir = "dist-info", **kwargs):
-    """A py_library holding the metadata of `distribution` (mirror its pyproject.toml)."""
+def dist_info(name, pyproject = "pyproject.toml", **kwargs):
+    """A py_library holding the installed metadata that `pyproject` describes.
+
+    Args:
+      name: the target name; the metadata lands in the directory <name>_site of this package.
+      pyproject: the pyproject.toml whose [project] name, version, entry points and scripts
+        are written.
+      **kwargs: passed to the py_library (visibility, ...).
+    """
     _dist_info_files(
         name = name + "_files",
-        distribution = distribution,
-        version = version,
-        entry_points = entry_points,
-        dir = dir,
+        dir = name + "_site",
+        pyproject = pyproject,
     )
     native.py_library(
         name = name,
         data = [":" + name + "_files"],
-        imports = [dir],
+        imports = [name + "_site"],
         **kwargs
     )

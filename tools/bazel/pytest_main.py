@@ -17,9 +17,10 @@ pytest_main.py (--config=FILE | --rootdir=DIR) [pytest arguments...] --tests=PAT
   ``/tmp`` itself), so the allocator's default lock directory, the harness databases and
   pytest's ``tmp_path`` (``--basetemp=$TMPDIR/t``) are private to the test, in paths short
   enough for Unix sockets.
-- Bazel runs tests without a usable home: unless the environment sets it, ``PREFECT_HOME`` is
-  ``$TEST_TMPDIR/prefect-home`` (profiles and settings of this test only, never the user's
-  ``~/.prefect``), and ``HOME`` is ``TEST_TMPDIR`` when it is not a writable directory.
+- Unless the environment sets it, ``PREFECT_HOME`` is ``$TEST_TMPDIR/prefect-home``, created
+  before anything imports Prefect: each target and shard has its own, never the user's
+  ``~/.prefect`` (which the sandbox keeps read-only, and which may not exist). Nothing else of
+  the environment (``HOME`` included) is changed.
 - No bytecode is written: the sources are read-only in the sandbox (and must stay untouched
   outside it), and the venv's bytecode was compiled when it was made.
 """
@@ -58,14 +59,17 @@ def _bazel_environment() -> str | None:
     atexit.register(shutil.rmtree, private, ignore_errors=True)
     os.environ["TMPDIR"] = private
     tempfile.tempdir = None
-    return private
-    home = os.environ.get("HOME", "")
-    if not (home and os.path.isdir(home) and os.access(home, os.W_OK)):
-        os.environ["HOME"] = test_tmpdir
+    # Prefect's home (profiles, settings, its default storage) is this target's or shard's own,
+    # in TEST_TMPDIR, and exists before Prefect is imported: otherwise importing Prefect would
+    # try to create ~/.prefect, which the sandbox does not let it write (on a machine where it
+    # does not exist yet, the warning it gives fails every test under filterwarnings = error),
+    # and tests would read the user's profiles. HOME itself is left as it is.
+    # --test_env=PREFECT_HOME=... chooses another one.
     if not os.environ.get("PREFECT_HOME"):
         prefect_home = Path(test_tmpdir) / "prefect-home"
         prefect_home.mkdir(mode=0o700, exist_ok=True)
         os.environ["PREFECT_HOME"] = str(prefect_home)
+    return private
 
 
 def _shard() -> tuple[int, int] | None:

@@ -80,8 +80,12 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def start_holder(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
     """Start helpers/holder.py, wait until it holds its leases, and return what it reported."""
+    # `python holder.py` in its directory: the command line that leases and errors show, cut
+    # to a fixed length, then names the script wherever the tests live (under Bazel the
+    # absolute path of the runfiles alone is longer than that length).
     process = subprocess.Popen(
-        [sys.executable, str(HELPERS / "holder.py"), *args],
+        [sys.executable, "holder.py", *args],
+        cwd=HELPERS,
         stdout=subprocess.PIPE,
         text=True,
         env=os.environ.copy(),

@@ -1,0 +1,50 @@
+"""Write the installed metadata of a distribution from its pyproject.toml (tools/bazel/dist_info.bzl).
+
+dist_info.py PYPROJECT OUTPUT_DIR
+
+Creates OUTPUT_DIR/<name>-<version>.dist-info/ with METADATA (name, version) and
+entry_points.txt (every [project.entry-points.<group>] table, [project.scripts] as
+console_scripts and [project.gui-scripts] as gui_scripts), the files pip would have written, so
+that importlib.metadata (pytest's pytest11 plugins, `prefect-testkit clean`'s cleanup hooks,
+version lookups) sees the package as installed.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib  # type: ignore[no-redef]
+
+
+def main(pyproject: Path, output: Path) -> int:
+    project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+    name, version = project.get("name"), project.get("version")
+    if not name or not version:
+        print(f"{pyproject}: [project] needs a static name and version", file=sys.stderr)
+        return 1
+    groups: dict[str, dict[str, str]] = dict(project.get("entry-points", {}))
+    for key, group in (("scripts", "console_scripts"), ("gui-scripts", "gui_scripts")):
+        if project.get(key):
+            groups[group] = project[key]
+    stem = re.sub(r"[-_.]+", "_", name).lower()
+    info = output / f"{stem}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", encoding="utf-8"
+    )
+    lines = []
+    for group in sorted(groups):
+        lines.append(f"[{group}]")
+        lines += [f"{key} = {value}" for key, value in sorted(groups[group].items())]
+        lines.append("")
+    (info / "entry_points.txt").write_text("\n".join(lines), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2])))

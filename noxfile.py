@@ -2,16 +2,18 @@
 
 nox -s demo        run the example project's tests with the toolkit
 nox -s tests       test each package alone, then the cross-package tests
-nox -s lint        ruff check and format check
+nox -s lint        ruff check and format check (and buildifier, when npm can install it)
 nox -s typecheck   mypy --strict on every package's src/
 nox -s bench       the toolkit against Prefect's own harness, side by side (tools/bench)
 nox -s storm       concurrent pytest -n 2 sessions, some SIGKILLed, then checks (tools/storm)
 nox -s bazel       bazel test //... (tools/bazel)
+nox -s buildifier  check the Bazel files' format and lint (buildifier from npm)
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 from pathlib import Path
@@ -77,10 +79,67 @@ def tests(session: nox.Session, target: str) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Lint and check formatting with ruff."""
+    """Lint and check formatting with ruff; check the Bazel files with buildifier if possible."""
     session.install(*dependency_group(ROOT, "lint"))
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    run_buildifier(session, required=False)
+
+
+# buildifier (the formatter and linter of Bazel files), from npm: the package carries the
+# binaries for Linux and macOS, so installing it downloads nothing else. Pinned, as ruff is.
+BUILDIFIER_NPM = "@bazel/buildifier@8.2.1"
+# Bazel 4's Python and shell rules are native: loading them from rules_python / rules_shell, as
+# these two warnings ask, would need repositories that Bazel 4 cannot use offline.
+BUILDIFIER_ARGS = ["--mode=check", "--lint=warn", "--warnings=-native-py,-native-sh-binary"]
+
+
+def bazel_files() -> list[str]:
+    """WORKSPACE, BUILD.bazel and .bzl files of the repository (not of .nox, bazel-*, ...)."""
+    found = []
+    for directory, subdirs, files in os.walk(ROOT):
+        subdirs[:] = [d for d in subdirs if not d.startswith((".", "bazel-", "node_modules"))]
+        for name in files:
+            if name in ("WORKSPACE", "BUILD.bazel", "BUILD") or name.endswith(".bzl"):
+                found.append(os.path.relpath(os.path.join(directory, name), ROOT))
+    return sorted(found)
+
+
+def run_buildifier(session: nox.Session, *, required: bool) -> None:
+    """Check the Bazel files' format and lint with the pinned buildifier, installed by npm.
+
+    Without npm, a `buildifier` on PATH is used; without either, the check is skipped with a
+    warning (`required=False`, the lint session) or fails (`nox -s buildifier`, which CI runs).
+    """
+    prefix = Path(session.create_tmp()) / "buildifier"
+    buildifier = prefix / "node_modules" / ".bin" / "buildifier"
+    npm = shutil.which("npm")
+    version = BUILDIFIER_NPM.rpartition("@")[2]
+    installed = prefix / "node_modules" / "@bazel" / "buildifier" / "package.json"
+    if npm and not (
+        installed.is_file() and json.loads(installed.read_text()).get("version") == version
+    ):
+        npm_args = ["--no-save", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"]
+        session.run(
+            npm, "install", "--prefix", str(prefix), *npm_args, BUILDIFIER_NPM, external=True
+        )
+    if not buildifier.exists():
+        on_path = shutil.which("buildifier")
+        if on_path is None:
+            message = f"buildifier: neither npm (to install {BUILDIFIER_NPM}) nor buildifier found"
+            if required:
+                session.error(message)
+            session.warn(message + "; Bazel files NOT checked")
+            return
+        buildifier = Path(on_path)
+    session.log(f"buildifier: {buildifier} (fix with: buildifier --lint=fix -r .)")
+    session.run(str(buildifier), *BUILDIFIER_ARGS, *bazel_files(), external=True)
+
+
+@nox.session(venv_backend="none")
+def buildifier(session: nox.Session) -> None:
+    """Check the Bazel files with buildifier (installed with npm into .nox); fails without it."""
+    run_buildifier(session, required=True)
 
 
 @nox.session
@@ -117,18 +176,15 @@ def bench(session: nox.Session) -> None:
 def bazel(session: nox.Session) -> None:
     """Build and test every Bazel target (tools/bazel/README.md); arguments go to `bazel test`.
 
-    Needs Bazel 4 on PATH: Debian's `apt-get install -y bazel-bootstrap`. Creates or updates
-    the tests' virtualenv .venv-bazel/ from tools/bazel/requirements.txt, then runs
-    `bazel test //...`; nothing else is installed.
+    Needs Bazel 4 on PATH: Debian's `apt-get install -y bazel-bootstrap`. Runs
+    `bazel test //...`, which itself makes the tests' virtualenv from
+    tools/bazel/requirements.txt on the first run; nothing else is installed.
     """
-    import shutil
-
     if shutil.which("bazel") is None:
         session.error(
             "bazel is not on PATH; install Bazel 4 with `apt-get install -y bazel-bootstrap` "
             "(Debian), then run `nox -s bazel` again"
         )
-    session.run(str(ROOT / "tools" / "bazel" / "setup-venv"), external=True)
     session.run("bazel", "test", "//...", *session.posargs, external=True)
 
 

@@ -1,4 +1,4 @@
-"""Write the installed metadata of a distribution from its pyproject.toml (tools/bazel/dist_info.bzl).
+"""Write a distribution's installed metadata from its pyproject.toml (tools/bazel/dist_info.bzl).
 
 dist_info.py PYPROJECT OUTPUT_DIR
 

@@ -64,7 +64,7 @@ def main() -> int:
         downloaded = None
         if installed.returncode != 0:
             # Only what the wheelhouse lacks is fetched; files already there are reused.
-            print("make_venv: fetching missing wheels into " + str(args.wheelhouse), file=sys.stderr)
+            print(f"make_venv: fetching missing wheels into {args.wheelhouse}", file=sys.stderr)
             downloaded = pip(args.venv, "download", "--quiet", "-d", str(args.wheelhouse), *common)
             if downloaded.returncode == 0:
                 installed = pip(args.venv, *install)

@@ -22,6 +22,7 @@ def pytest_test(name, srcs, tests_dir = "tests", config = "pyproject.toml", deps
     main = "//tools/bazel:pytest_main.py"
     if config:
         config_label = config if ":" in config else ":" + config
+
         # pytest_main.py makes the config file's directory the rootdir.
         config_args = ["--config=$(rootpath %s)" % config_label]
         config_data = [config_label]

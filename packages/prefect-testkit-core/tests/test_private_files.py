@@ -10,11 +10,13 @@ import contextlib
 import os
 import shutil
 import stat
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import STARTUP_TIMEOUT, wait_until_gone
 
@@ -127,3 +129,22 @@ def test_the_local_clusters_password_files_are_born_private(
             shutil.rmtree(root, ignore_errors=True)
     assert seen, "initdb's password file was never seen"
     assert {file_mode for _, file_mode in seen} == {0o600}, seen
+
+
+def test_a_server_factory_and_its_socket_are_born_private() -> None:
+    # A short lock directory: the factory's socket path must fit in sockaddr_un.
+    locks = Path(tempfile.mkdtemp(prefix="ptk-", dir="/tmp"))
+    try:
+        with umask(0), pytest.MonkeyPatch.context() as env:
+            env.setenv("PREFECT_TESTKIT_LOCK_DIR", str(locks / "l"))
+            env.setenv("PREFECT_TESTKIT_FACTORY_IDLE_SECONDS", "1")
+            with prefect_test_harness(STARTUP_TIMEOUT) as harness:
+                assert harness.server_forked
+                factory = psutil.Process(harness.server_pid).parent()
+                assert factory is not None
+                files = sorted(path.suffix for path in (locks / "l" / "factory").iterdir())
+                assert files == [".lock", ".log", ".sock"]
+                assert_private_tree(locks / "l" / "factory")
+            assert wait_until_gone(factory.pid, within=15)
+    finally:
+        shutil.rmtree(locks, ignore_errors=True)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import prefect
 
+from prefect_testkit._files import make_private_dir
 from prefect_testkit_xdist import lock_dir
 
 FACTORY_ENV = "PREFECT_TESTKIT_SERVER_FACTORY"
@@ -62,7 +63,7 @@ def factory_paths() -> FactoryPaths:
     testkit code, however their paths are spelled."""
     key = hashlib.sha256("\0".join(_identity()).encode())
     directory = lock_dir() / "factory"
-    directory.mkdir(mode=0o700, exist_ok=True)
+    make_private_dir(directory, exist_ok=True)
     stem = directory / key.hexdigest()[:16]
     return FactoryPaths(
         stem.with_suffix(".sock"), stem.with_suffix(".lock"), stem.with_suffix(".log")
@@ -302,8 +303,13 @@ def _listen(path: Path) -> socket.socket | None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
-    path.chmod(0o600)
+    # bind() creates the socket file with the umask's mode: narrow it for that call, so the
+    # socket is never reachable by others (the factory is single-threaded here).
+    previous = os.umask(0o177)
+    try:
+        listener.bind(str(path))
+    finally:
+        os.umask(previous)
     listener.listen(64)
     return listener
 

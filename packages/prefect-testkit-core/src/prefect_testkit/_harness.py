@@ -19,7 +19,7 @@ import prefect.settings
 
 from prefect_testkit._config import DATABASE_BACKENDS, DATABASE_ENV, env_flag
 from prefect_testkit._errors import HarnessConfigError, HarnessStartupError, allocator_errors
-from prefect_testkit._files import copy_private
+from prefect_testkit._files import copy_private, make_private_dir
 from prefect_testkit._pg_cluster import find_binaries, local_cluster
 from prefect_testkit._postgres import PostgresServer, configured_server, harness_database
 from prefect_testkit._process import (
@@ -171,7 +171,7 @@ def prefect_test_harness(
         directory = directory_lease.path
         home = directory / "home"
         try:
-            home.mkdir(mode=0o700)
+            make_private_dir(home)
         except OSError as exc:
             raise _unprepared(directory, exc) from exc
         if backend == "sqlite":

@@ -27,6 +27,7 @@ from prefect_testkit._factory import (
     try_lock,
     usable,
 )
+from prefect_testkit._files import open_private_append
 from prefect_testkit._protocol import LISTEN_FD_ENV, NONCE_ENV, PARENT_PIPE_FD_ENV
 
 # Exit status reported when the factory vanished before it could tell us the real one.
@@ -231,7 +232,7 @@ def start_factory(paths: FactoryPaths) -> None:
     if lock_fd is None:
         return  # a factory runs or is starting
     try:
-        with paths.log.open("ab") as log:
+        with open_private_append(paths.log) as log:
             launcher = subprocess.Popen(
                 [sys.executable, "-c", LAUNCH_COMMAND],
                 # The socket is named, not recomputed by the factory, so that the two

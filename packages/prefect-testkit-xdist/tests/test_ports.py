@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import start_holder, stop_holder
 
-from prefect_testkit_xdist import PoolExhaustedError, lease_port, list_leases
+from prefect_testkit_xdist import AllocatorError, PoolExhaustedError, lease_port, list_leases
 
 
 def test_port_lease_hands_over_a_listening_socket() -> None:
@@ -128,3 +128,36 @@ def test_lock_file_is_never_deleted(lock_root: Path) -> None:
         inode = lock_file.stat().st_ino
     assert lock_file.stat().st_ino == inode
     assert not lock_file.with_suffix(".json").exists()
+
+
+def test_a_taken_socket_is_the_callers_and_the_port_stays_leased(free_port_range: range) -> None:
+    lease = lease_port(free_port_range, timeout=0)
+    sock = lease.take_socket()
+    assert sock.getsockname() == ("127.0.0.1", lease.port)
+    with pytest.raises(AllocatorError, match="already taken"):
+        lease.take_socket()
+    with pytest.raises(AllocatorError, match="taken"):
+        _ = lease.socket
+    sock.close()
+    assert [record.resource for record in list_leases()] == [f"port {lease.port}"]
+    lease.release()
+    assert list_leases() == []
+
+
+def test_release_leaves_a_taken_socket_open(free_port_range: range) -> None:
+    with lease_port(free_port_range, timeout=0) as lease:
+        sock = lease.take_socket()
+    try:
+        assert sock.fileno() != -1
+        assert sock.getsockname() == ("127.0.0.1", lease.port)
+    finally:
+        sock.close()
+    with pytest.raises(AllocatorError, match="already taken"):
+        lease.take_socket()
+
+
+def test_a_released_lease_has_no_socket_to_take(free_port_range: range) -> None:
+    lease = lease_port(free_port_range, timeout=0)
+    lease.release()
+    with pytest.raises(AllocatorError, match="released"):
+        lease.take_socket()

@@ -21,7 +21,6 @@ from ._leases import (
     Lease,
     describe_holders,
     holder_of,
-    try_lock,
 )
 from ._lockdir import DIRECTORIES_SUBDIR, bazel_note, lock_subdir
 
@@ -89,7 +88,7 @@ def lease_directory(purpose: str = "harness", *, timeout: float | None = None) -
         for index in range(MAX_DIRECTORIES_PER_NAME):
             name = f"{base}_{index}"
             lock_path = directory / f"{name}{LOCK_SUFFIX}"
-            held = try_lock(lock_path)
+            held = HeldLock.try_take(lock_path)
             if held is None:
                 busy.append(lock_path)
                 continue

@@ -67,3 +67,20 @@ class LockDirError(AllocatorError):
 
 class AllocatorConfigError(AllocatorError, ValueError):
     """A parameter or environment variable has a value the allocator cannot use."""
+
+
+class LockTimeoutError(AllocatorError):
+    """A file lock stayed taken by another holder for the whole wait.
+
+    Attributes:
+        path: the lock file.
+        timeout: the seconds waited.
+    """
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__(f"{path} stayed locked by another holder for {timeout:g} s")
+        self.path = path
+        self.timeout = timeout
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.path, self.timeout))

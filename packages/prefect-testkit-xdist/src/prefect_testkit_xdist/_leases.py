@@ -23,13 +23,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, TypeVar
 
-from filelock import Timeout, UnixFileLock
-
-from ._config import LOCK_DIR_ENV
-from ._errors import LockDirError
 from ._files import write_private
 from ._identity import worker_identity
 from ._lockdir import DIRECTORIES_SUBDIR, PORTS_SUBDIR, lock_dir
+from ._locks import HeldFileLock, is_file_locked, try_lock_file
 
 LeaseKind = Literal["port", "directory"]
 # Packages that keep resources outside a leased directory (a PostgreSQL database, say)
@@ -48,14 +45,19 @@ _CMDLINE_CHARS = 160
 
 
 class HeldLock:
-    """One acquired flock plus the owner record it vouches for; released at most once."""
+    """One held lock file plus the owner record it vouches for; released at most once."""
 
-    def __init__(self, lock: UnixFileLock, lock_path: Path) -> None:
+    def __init__(self, lock: HeldFileLock) -> None:
         self._lock = lock
-        self.lock_path = lock_path
+        self.lock_path = lock.path
         self._mutex = threading.Lock()
-        self._released = False
         self._owner_pid = os.getpid()
+
+    @classmethod
+    def try_take(cls, lock_path: Path) -> HeldLock | None:
+        """Take the lock without waiting; None if someone else (this process included) holds it."""
+        lock = try_lock_file(lock_path)
+        return None if lock is None else cls(lock)
 
     @property
     def in_owner_process(self) -> bool:
@@ -68,7 +70,7 @@ class HeldLock:
 
     @property
     def released(self) -> bool:
-        return self._released
+        return self._lock.released
 
     def write_record(self, kind: LeaseKind, resource: str, path: Path | None) -> None:
         identity = worker_identity()
@@ -95,23 +97,22 @@ class HeldLock:
 
     def unlock_only(self) -> None:
         """Drop the lock but keep the record: for probes, which must not erase a holder's record."""
-        with self._mutex:
-            if not self._released:
-                self._released = True
-                self._lock.release()
+        self._lock.release()
 
     def release(self, before_unlock: list[Path] | None = None) -> None:
-        """Delete the record (and `before_unlock` paths) while still holding, then unlock."""
+        """Delete the record (and `before_unlock` paths) while still holding, then unlock.
+
+        A forked child only closes its own copy of the lock: the record, and the lock
+        itself, stay its parent's.
+        """
         with self._mutex:
-            if self._released:
-                return
-            self._released = True
-            if not self.in_owner_process:
+            if self._lock.released:
                 return
             try:
-                for path in [self.record_path, *(before_unlock or [])]:
-                    with contextlib.suppress(FileNotFoundError):
-                        path.unlink()
+                if self.in_owner_process:
+                    for path in [self.record_path, *(before_unlock or [])]:
+                        with contextlib.suppress(FileNotFoundError):
+                            path.unlink()
             finally:
                 self._lock.release()
 
@@ -156,34 +157,6 @@ class Lease(abc.ABC):
 
 def record_path_for(lock_path: Path) -> Path:
     return lock_path.with_suffix(RECORD_SUFFIX)
-
-
-def try_lock(lock_path: Path) -> HeldLock | None:
-    """Take the lock without waiting; None if someone else (this process included) holds it."""
-    # A fresh, non-singleton, non-thread-local lock object per attempt: filelock's singleton and
-    # per-thread modes count re-acquisitions of one path instead of excluding them, which would
-    # grant two leases in one process the same resource. Distinct objects open distinct file
-    # descriptions, and flock() excludes those from each other even inside one process.
-    # fallback_to_soft=False: a marker-file lock would not be freed when its holder is killed.
-    lock = UnixFileLock(
-        lock_path,
-        mode=0o600,
-        thread_local=False,
-        is_singleton=False,
-        fallback_to_soft=False,
-        preserve_lock_file=True,
-    )
-    try:
-        lock.acquire(blocking=False)
-    except Timeout:
-        return None
-    except OSError as error:
-        raise LockDirError(
-            f"cannot lock {lock_path}: {error.strerror or error}. The lock directory must be on a "
-            f"local filesystem that supports flock(); set {LOCK_DIR_ENV} to one",
-            lock_path,
-        ) from error
-    return HeldLock(lock, lock_path)
 
 
 _own_start_time: dict[int, float | None] = {}
@@ -296,21 +269,13 @@ def _lock_files(subdir: Path) -> list[Path]:
         return []
 
 
-def _is_held(lock_path: Path) -> bool:
-    held = try_lock(lock_path)
-    if held is None:
-        return True
-    held.unlock_only()
-    return False
-
-
 def list_leases() -> list[LeaseRecord]:
     """Every live lease, found by probing each lock without waiting (records are not trusted)."""
     root = lock_dir()
     leases: list[LeaseRecord] = []
     for kind, subdir in (("port", PORTS_SUBDIR), ("directory", DIRECTORIES_SUBDIR)):
         for lock_path in _lock_files(root / subdir):
-            if _is_held(lock_path):
+            if is_file_locked(lock_path):
                 leases.append(_read_record(kind, lock_path))  # type: ignore[arg-type]
     return leases
 
@@ -364,7 +329,7 @@ def clean() -> list[Path]:
             names.add(name)
     for name in sorted(names):
         lock_path = directories / f"{name}{LOCK_SUFFIX}"
-        held = try_lock(lock_path)
+        held = HeldLock.try_take(lock_path)
         if held is None:
             continue
         if not _release_outside_resources(directories / name):
@@ -380,7 +345,7 @@ def clean() -> list[Path]:
             removed.extend(path for path in leftovers if _remove_path(path))
         finally:
             # The lock file goes last and while still held: a process that opened it before the
-            # unlink finds it unlinked after flock() succeeds, and filelock then retries on a
+            # unlink finds it unlinked after flock() succeeds, and the lock loop then retries on a
             # fresh file, so deleting it can never grant one directory twice.
             held.release(before_unlock=[lock_path])
     for lock_path in _lock_files(root / PORTS_SUBDIR):
@@ -389,7 +354,7 @@ def clean() -> list[Path]:
         tmp = lock_path.with_suffix(RECORD_TMP_SUFFIX)
         if not (record.exists() or tmp.exists()):
             continue
-        held = try_lock(lock_path)
+        held = HeldLock.try_take(lock_path)
         if held is None:
             continue
         try:

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._config import PORT_RANGE_ENV, env_value, poll_delays, resolve_timeout
-from ._errors import AllocatorConfigError, PoolExhaustedError
-from ._leases import LOCK_SUFFIX, HeldLock, Lease, describe_holders, holder_of, try_lock
+from ._errors import AllocatorConfigError, AllocatorError, PoolExhaustedError
+from ._leases import LOCK_SUFFIX, HeldLock, Lease, describe_holders, holder_of
 from ._lockdir import PORTS_SUBDIR, bazel_note, lock_subdir
 
 DEFAULT_PORT_RANGE = range(8000, 9000)
@@ -25,6 +25,8 @@ _ALLOWED_FORMS = (
     '"LOW-HIGH" (inclusive, e.g. "8000-8999"), a (low, high) inclusive pair, or an ascending '
     f"range(), within {_MIN_PORT}-{_MAX_PORT}"
 )
+# The socket class, named apart from `PortLease.socket`, which shadows the module there.
+_Socket = socket.socket
 # Binding fails with these when the port is taken outside the testkit, or is privileged.
 _BIND_SKIP_ERRNOS = frozenset({errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL})
 
@@ -78,25 +80,49 @@ def configured_port_range() -> range:
 class PortLease(Lease):
     """A port held for this process: its lock, and a socket bound to it and listening.
 
-    Hand `socket` (or its fd, via `pass_fds`) to the server that will use the port; the lock stays
-    held until `release()`, so the port cannot be leased again while the server may still run.
+    The lease owns the socket and closes it on `release()`, unless `take_socket()` handed it
+    over to the code that starts the port's server (which passes it on, then closes it).
+    Either way the lock stays held until `release()`, so the port cannot be leased again
+    while the server may still run.
     """
 
-    def __init__(self, port: int, sock: socket.socket, held: HeldLock) -> None:
+    def __init__(self, port: int, sock: _Socket, held: HeldLock) -> None:
         super().__init__(held)
         self.port = port
         self.host = LOOPBACK
-        self.socket = sock
+        self._socket = sock
+        self._socket_taken = False
 
     @property
     def address(self) -> tuple[str, int]:
         return (self.host, self.port)
 
+    @property
+    def socket(self) -> _Socket:
+        """The bound socket, still the lease's (to use, not to close); an error once taken."""
+        if self._socket_taken:
+            raise AllocatorError(f"the socket of port {self.port} was taken from its lease")
+        return self._socket
+
+    def take_socket(self) -> _Socket:
+        """Hand the bound, listening socket over: the caller closes it, the lease no longer will.
+
+        Allowed once, while the lease is held; the port stays leased until `release()`.
+        """
+        with self._mutex:
+            if self._socket_taken:
+                raise AllocatorError(f"the socket of port {self.port} was already taken")
+            if self.released:
+                raise AllocatorError(f"the lease of port {self.port} was released")
+            self._socket_taken = True
+            return self._socket
+
     def release(self) -> None:
-        """Close the socket if still open, then give up the port. Safe to call repeatedly."""
+        """Close the socket unless it was taken, then give up the port. Safe to call repeatedly."""
         with self._mutex:
             try:
-                self.socket.close()
+                if not self._socket_taken:
+                    self._socket.close()
             finally:
                 self._held.release()
 
@@ -171,7 +197,7 @@ def lease_port(port_range: range | None = None, *, timeout: float | None = None)
         bound_elsewhere: list[int] = []
         for offset in range(len(ports)):
             port = ports[(start + offset) % len(ports)]
-            held = try_lock(directory / f"{port}{LOCK_SUFFIX}")
+            held = HeldLock.try_take(directory / f"{port}{LOCK_SUFFIX}")
             if held is None:
                 leased.append(port)
                 continue

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from prefect_testkit._config import DATABASE_BACKENDS
 from prefect_testkit._errors import (
     HarnessConfigError,
     HarnessStartupError,
@@ -18,12 +17,14 @@ from prefect_testkit._errors import (
     LeasePoolExhaustedError,
     LockDirectoryError,
 )
+from prefect_testkit.config import DATABASE_BACKENDS, HarnessConfig
 
 if TYPE_CHECKING:
     from prefect_testkit._harness import HarnessHandle, prefect_test_harness
 
 __all__ = [
     "DATABASE_BACKENDS",
+    "HarnessConfig",
     "HarnessConfigError",
     "HarnessHandle",
     "HarnessStartupError",

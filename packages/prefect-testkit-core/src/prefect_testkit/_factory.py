@@ -17,7 +17,6 @@ the harness can reap the launcher in milliseconds, then imports Prefect's server
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -33,17 +32,15 @@ from pathlib import Path
 import prefect
 
 from prefect_testkit._files import make_private_dir
+from prefect_testkit.config import read_factory_idle
 from prefect_testkit_xdist import lock_dir
 
-FACTORY_ENV = "PREFECT_TESTKIT_SERVER_FACTORY"
 LOCK_FD_ENV = "PREFECT_TESTKIT_FACTORY_LOCK_FD"
 SOCKET_ENV = "PREFECT_TESTKIT_FACTORY_SOCKET"
 # Detach before the expensive imports: the launching harness waits for this process.
 LAUNCH_COMMAND = (
     "import os\nif os.fork(): os._exit(0)\nfrom prefect_testkit._factory import main\nmain()\n"
 )
-IDLE_ENV = "PREFECT_TESTKIT_FACTORY_IDLE_SECONDS"
-DEFAULT_IDLE_SECONDS = 300.0
 _HEADER = struct.Struct("!I")
 # sockaddr_un holds 108 bytes; longer paths (deep Bazel sandboxes) skip the factory.
 _MAX_SOCKET_PATH = 100
@@ -128,14 +125,6 @@ class MessageReader:
             self._buffer += chunk
 
 
-def _idle_seconds() -> float:
-    raw = os.environ.get(IDLE_ENV)
-    try:
-        return DEFAULT_IDLE_SECONDS if raw is None else max(0.0, float(raw))
-    except ValueError:
-        return DEFAULT_IDLE_SECONDS  # the harness validated it before launching us
-
-
 class _Factory:
     def __init__(self, listener: socket.socket, lock_fd: int) -> None:
         self._listener = listener
@@ -207,10 +196,9 @@ class _Factory:
             assert isinstance(env, dict)
             os.environ.clear()
             os.environ.update(env)
-            # Prefect read its settings when the factory imported it: read them again.
-            import prefect.context
+            from prefect_testkit._prefect import reload_settings_from_environment
 
-            prefect.context.refresh_global_settings_context()
+            reload_settings_from_environment()
             from prefect_testkit._server import serve
 
             serve(listen_fd, parent_pipe_fd, str(request["nonce"]))
@@ -244,17 +232,6 @@ def _still_awaited(request: dict[str, object]) -> bool:
     return time.monotonic() < answer_by
 
 
-def try_lock(path: Path) -> int | None:
-    """An exclusive flock on ``path``, as a descriptor; None when someone holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
 def main() -> None:
     # Both handed over by the launching harness, which took the lock for this socket.
     lock_fd = int(os.environ.pop(LOCK_FD_ENV))
@@ -283,7 +260,7 @@ def main() -> None:
     bound = _inode(socket_path)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        _Factory(listener, lock_fd).run(_idle_seconds())
+        _Factory(listener, lock_fd).run(read_factory_idle())
     finally:
         _remove_if_ours(socket_path, bound)
 

@@ -1,48 +1,35 @@
-"""``prefect_test_harness``: a temporary Prefect API server and database for tests."""
+"""``prefect_test_harness``: a temporary Prefect API server and database for tests.
+
+The harness is a sequence of steps, each a context manager whose exit undoes it: the
+teardown watchdog, the leased directory, the database, Prefect's server-side settings,
+the server, Prefect's client settings. An ``ExitStack`` enters them in that order and
+leaves them in reverse, on every way out.
+"""
 
 from __future__ import annotations
 
-import inspect
-import math
 import os
 import secrets
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import prefect.context
-import prefect.settings
-
-from prefect_testkit._config import DATABASE_BACKENDS, DATABASE_ENV, env_flag
+from prefect_testkit import _prefect as prefect_api
 from prefect_testkit._errors import HarnessConfigError, HarnessStartupError, allocator_errors
 from prefect_testkit._files import copy_private, make_private_dir
 from prefect_testkit._pg_cluster import find_binaries, local_cluster
 from prefect_testkit._postgres import PostgresServer, configured_server, harness_database
 from prefect_testkit._process import (
-    DEFAULT_TEARDOWN_TIMEOUT,
     LOG_TAIL_LINES,
-    TEARDOWN_TIMEOUT_ENV,
     ServerProcess,
     TeardownWatchdog,
     read_log_tail,
 )
-from prefect_testkit._protocol import API_AUTH_ENV, SQLITE_IMMEDIATE_ENV
-from prefect_testkit._template import TemplateCache, template_cache_enabled
-from prefect_testkit_xdist import (
-    AllocatorConfigError,
-    lease_directory,
-    lease_port,
-    parse_port_range,
-)
-
-if TYPE_CHECKING:
-    from prefect.settings.legacy import Setting
-
-PortRange = range | tuple[int, int] | str
+from prefect_testkit._template import TemplateCache
+from prefect_testkit.config import DEFAULT_STARTUP_TIMEOUT, HarnessConfig, PortRange
+from prefect_testkit_xdist import lease_directory, lease_port
 
 
 @dataclass(frozen=True)
@@ -91,7 +78,7 @@ class HarnessHandle:
         as in production: a flow can return before its task runs are readable through
         the API. Call this before asserting on them.
         """
-        drain_workers()
+        prefect_api.drain_workers()
         self._server.wait_for_quiet_message_bus()
 
     def reset_database(self) -> float:
@@ -102,14 +89,14 @@ class HarnessHandle:
         still buffered in this process are sent first, so none arrive afterwards.
         """
         started = time.perf_counter()
-        drain_workers()
+        prefect_api.drain_workers()
         self._server.empty_database()
         return time.perf_counter() - started
 
 
 @contextmanager
 def prefect_test_harness(
-    server_startup_timeout: float | None = 30,
+    server_startup_timeout: float | None = DEFAULT_STARTUP_TIMEOUT,
     *,
     port_range: PortRange | None = None,
     keep_files: bool = False,
@@ -140,102 +127,25 @@ def prefect_test_harness(
     Yields:
         A `HarnessHandle` naming the API URL, port, database, home and server log.
     """
-    timeout = _startup_timeout(server_startup_timeout)
-    teardown_bound = _teardown_timeout(teardown_timeout)
-    ports = _port_range(port_range)
-    if not isinstance(keep_files, bool):
-        raise HarnessConfigError(f"keep_files must be True or False, got {keep_files!r}")
-    seed = _initial_database(initial_database)
-    backend = _database_backend(database)
-    postgres: PostgresServer | None = None
-    if backend == "postgresql":
-        if seed is not None:
-            raise HarnessConfigError(
-                "initial_database is a SQLite file and cannot seed a PostgreSQL database; "
-                "drop initial_database or use database='sqlite'"
-            )
-        postgres = configured_server()
-        if postgres is None:
-            find_binaries()  # a missing install is reported before anything starts
-    else:
-        _require_sqlite()
-    env_flag(SQLITE_IMMEDIATE_ENV, default=True)  # read by the server: fail here, not there
-    auth_string = secrets.token_urlsafe(32) if env_flag(API_AUTH_ENV, default=True) else None
+    config = HarnessConfig.resolve(
+        server_startup_timeout,
+        port_range=port_range,
+        keep_files=keep_files,
+        initial_database=initial_database,
+        database=database,
+        teardown_timeout=teardown_timeout,
+    )
+    postgres = _check_database_backend(config)
+    auth_string = secrets.token_urlsafe(32) if config.api_auth else None
 
     with ExitStack() as stack:
         # First in, so last out: it reports an overrun once everything else is clean.
-        teardown = stack.enter_context(TeardownWatchdog(teardown_bound))
-        with allocator_errors():
-            directory_lease = lease_directory("harness")
-        stack.callback(directory_lease.release, remove=not keep_files)
-        directory = directory_lease.path
-        home = directory / "home"
-        try:
-            make_private_dir(home)
-        except OSError as exc:
-            raise _unprepared(directory, exc) from exc
-        if backend == "sqlite":
-            db = _sqlite_database(directory, home, seed)
-        else:
-            postgres = postgres or stack.enter_context(local_cluster(timeout))
-            created = stack.enter_context(harness_database(postgres, directory, keep=keep_files))
-            db = _Database(
-                created.url, created.display_url, None, created.name, created.from_template
-            )
-
-        # Server-side code in this process (tests of Prefect server models, say) must use
-        # our database, not a cached interface. Imported only if something already did:
-        # the import costs a second, and later importers get an interface from our settings.
-        database_dependencies = sys.modules.get("prefect.server.database.dependencies")
-        if database_dependencies is not None:
-            stack.enter_context(database_dependencies.temporary_database_interface())
-        stack.enter_context(
-            prefect.settings.temporary_settings(
-                updates={
-                    prefect.settings.PREFECT_HOME: str(home),
-                    prefect.settings.PREFECT_SERVER_DATABASE_CONNECTION_URL: db.url,
-                    **_client_defaults(),
-                }
-            )
-        )
-
-        with allocator_errors():
-            port_lease = lease_port(ports)
-        server = ServerProcess(
-            stack.enter_context(port_lease),
-            _server_environment(auth_string),
-            directory / "server.log",
-            timeout,
-        )
-        stack.callback(teardown.step, "stopping the server", server.stop)
-        startup_seconds = server.wait_until_healthy(
-            {
-                "database": db.location,
-                "directory": directory
-                if keep_files
-                else f"{directory} (removed on exit; pass keep_files=True to keep it)",
-            },
-        )
-
-        if db.template is not None and db.file is not None and not db.from_template:
-            db.template.save(db.file, home)
-
-        stack.enter_context(
-            prefect.settings.temporary_settings(
-                updates={
-                    prefect.settings.PREFECT_API_URL: server.api_url,
-                    prefect.settings.PREFECT_API_AUTH_STRING: auth_string,
-                }
-            )
-        )
-        # Contexts copied before the harness started (an IsolatedAsyncioTestCase built at
-        # collection time, say) read the process-global settings: point those at us too.
-        stack.enter_context(
-            prefect.context._temporary_global_settings_context(
-                prefect.context.get_settings_context()
-            )
-        )
-        _register_as_default_server(stack, server.port)
+        teardown = stack.enter_context(TeardownWatchdog(config.teardown_timeout))
+        directory = stack.enter_context(_leased_directory(config))
+        db = stack.enter_context(_database(config, directory, postgres))
+        stack.enter_context(prefect_api.server_settings(directory / "home", db.url))
+        server = stack.enter_context(_running_server(config, directory, db, auth_string, teardown))
+        stack.enter_context(prefect_api.client_settings(server.api_url, auth_string, server.port))
         # On every way out, before the server stops: logs written at the end of the body
         # still reach it, and no worker outlives the harness.
         stack.callback(
@@ -248,16 +158,16 @@ def prefect_test_harness(
         yield HarnessHandle(
             api_url=server.api_url,
             port=server.port,
-            database_backend=backend,
+            database_backend=config.database,
             database_url=db.url,
             database_location=db.location,
             database_file=db.file,
             database_name=db.name,
-            home=home,
+            home=directory / "home",
             directory=directory,
             log_path=server.log_path,
             server_pid=server.pid,
-            startup_seconds=startup_seconds,
+            startup_seconds=server.startup_seconds or 0.0,
             api_auth_string=auth_string,
             database_from_template=db.from_template,
             server_forked=server.forked,
@@ -265,26 +175,97 @@ def prefect_test_harness(
         )
 
 
+def _check_database_backend(config: HarnessConfig) -> PostgresServer | None:
+    """The configured PostgreSQL server, if any; a backend that cannot work fails here,
+    before anything starts."""
+    if config.database == "sqlite":
+        _require_sqlite()
+        return None
+    postgres = configured_server()
+    if postgres is None:
+        find_binaries()  # a missing install is reported before anything starts
+    return postgres
+
+
+@contextmanager
+def _leased_directory(config: HarnessConfig) -> Iterator[Path]:
+    """The harness's own directory, with a private ``home`` in it; removed on exit unless
+    ``keep_files``."""
+    with allocator_errors():
+        lease = lease_directory("harness")
+    try:
+        try:
+            make_private_dir(lease.path / "home")
+        except OSError as exc:
+            raise _unprepared(lease.path, exc) from exc
+        yield lease.path
+    finally:
+        lease.release(remove=not config.keep_files)
+
+
 @dataclass(frozen=True)
 class _Database:
     url: str
-    location: str
+    location: str  # printable: the file, or the URL without its password
     file: Path | None
     name: str | None
     from_template: bool
     template: TemplateCache | None = None  # SQLite's, saved once a fresh server has migrated
 
 
-def _sqlite_database(directory: Path, home: Path, seed: Path | None) -> _Database:
-    file = directory / "prefect.db"
-    template = TemplateCache() if seed is None and template_cache_enabled() else None
+@contextmanager
+def _database(
+    config: HarnessConfig, directory: Path, postgres: PostgresServer | None
+) -> Iterator[_Database]:
+    if config.database == "sqlite":
+        yield _sqlite_database(config, directory)
+        return
+    with ExitStack() as stack:
+        server = postgres or stack.enter_context(local_cluster(config.startup_timeout))
+        created = stack.enter_context(harness_database(server, directory, keep=config.keep_files))
+        yield _Database(created.url, created.location, None, created.name, created.from_template)
+
+
+def _sqlite_database(config: HarnessConfig, directory: Path) -> _Database:
+    file, seed = directory / "prefect.db", config.initial_database
+    template = TemplateCache() if seed is None and config.template_cache else None
     try:
         if seed is not None:
             copy_private(seed, file)
-        from_template = template is not None and template.restore(file, home)
+        from_template = template is not None and template.restore(file, directory / "home")
     except OSError as exc:
         raise _unprepared(directory, exc) from exc
     return _Database(f"sqlite+aiosqlite:///{file}", str(file), file, None, from_template, template)
+
+
+@contextmanager
+def _running_server(
+    config: HarnessConfig,
+    directory: Path,
+    db: _Database,
+    auth_string: str | None,
+    teardown: TeardownWatchdog,
+) -> Iterator[ServerProcess]:
+    """A healthy server on a leased port; a fresh SQLite database becomes the template."""
+    with allocator_errors():
+        port_lease = lease_port(config.port_range)
+    with port_lease:
+        server = ServerProcess(
+            port_lease,
+            prefect_api.server_environment(auth_string),
+            directory / "server.log",
+            config.startup_timeout,
+        )
+        try:
+            kept = (
+                "" if config.keep_files else " (removed on exit; pass keep_files=True to keep it)"
+            )
+            server.wait_until_healthy({"database": db.location, "directory": f"{directory}{kept}"})
+            if db.template is not None and db.file is not None and not db.from_template:
+                db.template.save(db.file, directory / "home")
+            yield server
+        finally:
+            teardown.step("stopping the server", server.stop)
 
 
 def _unprepared(directory: Path, exc: OSError) -> HarnessStartupError:
@@ -292,83 +273,6 @@ def _unprepared(directory: Path, exc: OSError) -> HarnessStartupError:
         f"The harness could not prepare its directory {directory}: {exc}. Free space "
         "there, or point PREFECT_TESTKIT_LOCK_DIR at a writable local file system."
     )
-
-
-def _startup_timeout(value: object) -> float:
-    setting = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
-    source = "server_startup_timeout"
-    if value is None:
-        value = prefect.settings.PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
-        source = f"{setting} (used because server_startup_timeout is None)"
-    return _positive_seconds(value, source, "pass e.g. server_startup_timeout=30")
-
-
-def _teardown_timeout(value: object) -> float:
-    if value is not None:
-        example = f"pass e.g. teardown_timeout={DEFAULT_TEARDOWN_TIMEOUT:g}"
-        return _positive_seconds(value, "teardown_timeout", example)
-    raw = os.environ.get(TEARDOWN_TIMEOUT_ENV)
-    if raw is None:
-        return DEFAULT_TEARDOWN_TIMEOUT
-    source = f"{TEARDOWN_TIMEOUT_ENV}={raw!r}"
-    example = f"set e.g. {TEARDOWN_TIMEOUT_ENV}={DEFAULT_TEARDOWN_TIMEOUT:g}"
-    try:
-        seconds = float(raw)
-    except ValueError:
-        raise HarnessConfigError(f"{source} is not a number of seconds; {example}") from None
-    return _positive_seconds(seconds, source, example)
-
-
-def _positive_seconds(value: object, source: str, example: str) -> float:
-    """``value`` as seconds, or an error naming ``source`` and an ``example`` of a fix."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise HarnessConfigError(
-            f"{source} must be a positive number of seconds, got {value!r} "
-            f"({type(value).__name__}); {example}"
-        )
-    if not math.isfinite(value) or value <= 0:
-        raise HarnessConfigError(
-            f"{source} must be a positive, finite number of seconds, got {value!r}; {example}"
-        )
-    return float(value)
-
-
-def _port_range(value: PortRange | None) -> range | None:
-    if value is None:
-        return None
-    try:
-        return parse_port_range(value)
-    except AllocatorConfigError as exc:
-        raise HarnessConfigError(f"port_range: {exc}") from exc
-
-
-def _initial_database(value: str | os.PathLike[str] | None) -> Path | None:
-    if value is None:
-        return None
-    if not isinstance(value, str | os.PathLike):
-        raise HarnessConfigError(
-            f"initial_database must be a path to a SQLite file or None, got {value!r}"
-        )
-    path = Path(value)
-    if not path.is_file():
-        raise HarnessConfigError(
-            f"initial_database {str(path)!r} is not an existing file; "
-            "pass the path of a SQLite database or None for an empty one"
-        )
-    return path
-
-
-def _database_backend(value: object) -> str:
-    source = "database"
-    if value is None:
-        value = os.environ.get(DATABASE_ENV, "").strip() or "sqlite"
-        source = DATABASE_ENV
-    if value not in DATABASE_BACKENDS:
-        raise HarnessConfigError(
-            f"{source}={value!r} is not a database backend the harness offers; "
-            f"use {' or '.join(map(repr, DATABASE_BACKENDS))}"
-        )
-    return str(value)
 
 
 def _require_sqlite() -> None:
@@ -382,71 +286,6 @@ def _require_sqlite() -> None:
         ) from None
 
 
-# Where a test server's defaults differ from Prefect's; a value the user set wins.
-SERVER_DEFAULTS = {
-    # Persist each event as it arrives, so that once the message bus is quiet every
-    # event is in the database: reset_database() must not race a 5 s flush buffer.
-    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": "1",
-}
-
-
-def _client_defaults() -> dict[Setting, object]:
-    """Settings of the test process where the harness's defaults differ from Prefect's."""
-    defaults: dict[Setting, object] = {}
-    if "heartbeat_frequency" not in prefect.settings.get_current_settings().flows.model_fields_set:
-        # Every flow run joins its heartbeat thread on exit, which sleeps in 1 s steps:
-        # about a second per flow. Set PREFECT_FLOWS_HEARTBEAT_FREQUENCY to keep them.
-        defaults[prefect.settings.PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
-    return defaults
-
-
-def _server_environment(auth_string: str | None) -> dict[str, str]:
-    """The child's environment: ours, the current Prefect settings, and test-server defaults.
-
-    It reaches the child through the environment (spawned: readable by our user only) or
-    over the factory's private socket (forked): never on a command line.
-    """
-    settings_env = prefect.settings.get_current_settings().to_environment_variables(
-        exclude_unset=True
-    )
-    if auth_string is not None:
-        settings_env["PREFECT_SERVER_API_AUTH_STRING"] = auth_string
-    return {
-        **SERVER_DEFAULTS,
-        **os.environ,
-        **settings_env,
-        # A test server must make no connection beyond loopback.
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-    }
-
-
-def _register_as_default_server(stack: ExitStack, port: int) -> None:
-    """Make Prefect code that asks for "the" ephemeral server find ours, not start one.
-
-    Only when this process has imported Prefect's server module already: importing it
-    costs seconds, and code that has not imported it cannot have asked for a server.
-    """
-    server_module = sys.modules.get("prefect.server.api.server")
-    if server_module is None:
-        return
-    SubprocessASGIServer = server_module.SubprocessASGIServer
-    registry = SubprocessASGIServer._instances
-    saved = {key: registry.get(key) for key in (None, port)}
-    alias = SubprocessASGIServer(port=port)
-    alias.running = True  # so that start() never spawns a second server
-    registry[None] = alias
-
-    def restore() -> None:
-        for key, previous in saved.items():
-            if previous is None:
-                registry.pop(key, None)
-            else:
-                registry[key] = previous
-
-    stack.callback(restore)
-
-
 # A dead server cannot take what the workers hold: give up on it sooner than the bound.
 _DEAD_SERVER_DRAIN_SECONDS = 5.0
 
@@ -455,27 +294,4 @@ def _drain_before_stop(server: ServerProcess, teardown: TeardownWatchdog) -> Non
     limit = teardown.time_left()
     if server.returncode is not None:
         limit = min(limit, _DEAD_SERVER_DRAIN_SECONDS)
-    drain_workers(limit)
-
-
-def drain_workers(timeout: float | None = None) -> None:
-    """Flush Prefect's log and event workers into the server, and stop them.
-
-    Stopped workers matter as much as flushed ones: the event worker is one per process
-    and keeps the API URL it started with, so one left running would send the next
-    harness's events to this harness's (gone) server. ``timeout`` bounds both together.
-    """
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-    from prefect.utilities.asyncutils import run_coro_as_sync
-
-    deadline = None if timeout is None else time.monotonic() + timeout
-
-    async def drain() -> None:
-        for service in (APILogWorker, EventsWorker):
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            drained = service.drain_all(timeout=left, at_exit=False)
-            if inspect.isawaitable(drained):
-                await drained
-
-    run_coro_as_sync(drain())
+    prefect_api.drain_workers(limit)

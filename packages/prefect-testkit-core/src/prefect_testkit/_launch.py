@@ -12,11 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import Protocol
 
-from prefect_testkit._config import env_flag
-from prefect_testkit._errors import HarnessConfigError
 from prefect_testkit._factory import (
-    FACTORY_ENV,
-    IDLE_ENV,
     LAUNCH_COMMAND,
     LOCK_FD_ENV,
     SOCKET_ENV,
@@ -24,11 +20,13 @@ from prefect_testkit._factory import (
     MessageReader,
     factory_paths,
     send_message,
-    try_lock,
     usable,
 )
+from prefect_testkit._errors import allocator_errors
 from prefect_testkit._files import open_private_append
 from prefect_testkit._protocol import LISTEN_FD_ENV, NONCE_ENV, PARENT_PIPE_FD_ENV
+from prefect_testkit_xdist import is_file_locked, try_lock_file
+from prefect_testkit.config import FACTORY_ENV, env_flag, read_factory_idle
 
 # Exit status reported when the factory vanished before it could tell us the real one.
 UNKNOWN_EXIT = 255
@@ -110,18 +108,8 @@ def _alive(pid: int) -> bool:
 
 
 def factory_enabled() -> bool:
-    enabled = env_flag(FACTORY_ENV, default=True)
-    idle = os.environ.get(IDLE_ENV)
-    if idle is not None:
-        try:
-            valid = float(idle) >= 0
-        except ValueError:
-            valid = False
-        if not valid:
-            raise HarnessConfigError(
-                f"{IDLE_ENV}={idle!r} must be a number of seconds >= 0 (e.g. 300)"
-            )
-    return enabled and sys.platform != "win32"
+    read_factory_idle()  # the factory reads it: a bad value fails here, in the harness
+    return env_flag(FACTORY_ENV, default=True) and sys.platform != "win32"
 
 
 def launch(
@@ -228,17 +216,18 @@ def _until(moment: float) -> float:
 
 def start_factory(paths: FactoryPaths) -> None:
     """Start a factory unless one runs; the lock passes to it already taken."""
-    lock_fd = try_lock(paths.lock)
-    if lock_fd is None:
+    with allocator_errors():
+        lock = try_lock_file(paths.lock)
+    if lock is None:
         return  # a factory runs or is starting
-    try:
+    with lock:  # closes our copy at the end; the factory's copy keeps the lock
         with open_private_append(paths.log) as log:
             launcher = subprocess.Popen(
                 [sys.executable, "-c", LAUNCH_COMMAND],
                 # The socket is named, not recomputed by the factory, so that the two
                 # cannot disagree about where the lock's owner listens.
-                env={**os.environ, LOCK_FD_ENV: str(lock_fd), SOCKET_ENV: str(paths.socket)},
-                pass_fds=(lock_fd,),
+                env={**os.environ, LOCK_FD_ENV: str(lock.fd), SOCKET_ENV: str(paths.socket)},
+                pass_fds=(lock.fd,),
                 # The harness's directory may go away, and imports must not depend on it.
                 cwd="/",
                 stdin=subprocess.DEVNULL,
@@ -247,13 +236,8 @@ def start_factory(paths: FactoryPaths) -> None:
                 start_new_session=True,
             )
         launcher.wait()
-    finally:
-        os.close(lock_fd)  # the factory's copy keeps the lock
 
 
 def _factory_alive(paths: FactoryPaths) -> bool:
-    probe = try_lock(paths.lock)
-    if probe is None:
-        return True
-    os.close(probe)
-    return False
+    with allocator_errors():
+        return is_file_locked(paths.lock)

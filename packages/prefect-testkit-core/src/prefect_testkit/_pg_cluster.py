@@ -17,7 +17,6 @@ reach it (PostgreSQL refuses to run as root).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -33,15 +32,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from prefect_testkit._errors import HarnessConfigError, HarnessStartupError, allocator_errors
 from prefect_testkit._files import make_private_dir, open_private, write_private
+from prefect_testkit_xdist import LockTimeoutError, lock_file
 from prefect_testkit._postgres import PostgresServer, server_from_url
 from prefect_testkit._process import read_log_tail
+from prefect_testkit.config import POSTGRES_BIN_ENV
 from prefect_testkit_xdist import lock_dir
 
-POSTGRES_BIN_ENV = "PREFECT_TESTKIT_POSTGRES_BIN"
 CLUSTER_ROLE = "prefect_testkit"
 REQUIRED_BINARIES = ("initdb", "postgres", "pg_isready")
 _START_LOCK_SECONDS = 120.0
@@ -220,24 +218,24 @@ def local_cluster(timeout: float) -> Iterator[PostgresServer]:
     """Use this user's local cluster, starting it if none runs; let it stop when unused."""
     binaries = find_binaries()
     directory = state_dir()
-    users = open_private(directory / "users.lock", os.O_RDWR)
-    try:
+    with allocator_errors():
         try:
-            with FileLock(directory / "start.lock", timeout=_START_LOCK_SECONDS, mode=0o600):
-                state = ClusterState.read(directory)
-                if state is None or not state.is_serving():
-                    state = _start_supervisor(directory, binaries, max(timeout, 60.0))
-                # Taken while the start lock is held: the supervisor, which needs both locks
-                # to stop the cluster, cannot stop it between our check and this line.
-                fcntl.flock(users, fcntl.LOCK_SH)
-        except Timeout:
+            start = lock_file(directory / "start.lock", timeout=_START_LOCK_SECONDS)
+        except LockTimeoutError as exc:
             raise HarnessStartupError(
                 f"Another process has been starting the local PostgreSQL cluster for over "
-                f"{_START_LOCK_SECONDS:g} s (lock {directory / 'start.lock'})."
+                f"{exc.timeout:g} s (lock {exc.path})."
             ) from None
+    with start:
+        state = ClusterState.read(directory)
+        if state is None or not state.is_serving():
+            state = _start_supervisor(directory, binaries, max(timeout, 60.0))
+        # Taken while the start lock is held: the supervisor, which needs both locks
+        # to stop the cluster, cannot stop it between our check and this line.
+        with allocator_errors():
+            users = lock_file(directory / "users.lock", shared=True)
+    with users:  # held while the harness uses the cluster
         yield state.server()
-    finally:
-        os.close(users)  # releases the shared lock
 
 
 def cluster_password(directory: Path) -> tuple[str, bool]:

@@ -34,9 +34,9 @@ from sqlalchemy.exc import ArgumentError
 from prefect_testkit._errors import HarnessConfigError, HarnessStartupError
 from prefect_testkit._files import write_private
 from prefect_testkit._template import cache_dir, migrations_fingerprint
+from prefect_testkit.config import POSTGRES_URL_ENV, mask_password
 from prefect_testkit_xdist import worker_identity
 
-POSTGRES_URL_ENV = "PREFECT_TESTKIT_POSTGRES_URL"
 RECORD_NAME = "postgres.json"
 DATABASE_PREFIX = "ptk_"
 TEMPLATE_PREFIX = "ptk_template_"
@@ -47,10 +47,6 @@ TEMPLATE_BUILD_TIMEOUT_SECONDS = 300.0
 TEMPLATE_BUSY_SECONDS = 5.0
 
 logger = logging.getLogger(__name__)
-
-
-def mask_password(text: str) -> str:
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", text)
 
 
 def _quote(identifier: str) -> str:
@@ -78,7 +74,7 @@ class PostgresServer:
     def database_url(self, database: str) -> str:
         return self.url.set(database=database).render_as_string(hide_password=False)
 
-    def display_url(self, database: str) -> str:
+    def location(self, database: str) -> str:
         return self.url.set(database=database).render_as_string(hide_password=True)
 
     async def connect(self, database: str | None = None) -> asyncpg.Connection:
@@ -290,7 +286,7 @@ async def drop_database(server: PostgresServer, name: str) -> None:
 class HarnessDatabase:
     name: str
     url: str  # with the password: for the server only
-    display_url: str
+    location: str  # the URL without its password
     from_template: bool
 
 
@@ -312,9 +308,7 @@ def harness_database(
     write_private(record, json.dumps(payload), exclusive=True)
     try:
         run_coro_as_sync(_create_from_template(server, name, template))
-        yield HarnessDatabase(
-            name, server.database_url(name), server.display_url(name), not built_now
-        )
+        yield HarnessDatabase(name, server.database_url(name), server.location(name), not built_now)
     finally:
         if not keep:
             run_coro_as_sync(drop_database(server, name))

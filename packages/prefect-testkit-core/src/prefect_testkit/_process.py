@@ -38,11 +38,10 @@ from prefect_testkit._protocol import (
     STACK_DUMP_SIGNAL,
 )
 from prefect_testkit._tombstone import Tombstone
+from prefect_testkit.config import TEARDOWN_TIMEOUT_ENV
 from prefect_testkit_xdist import PortLease
 
 # The bound on leaving a harness: the keyword `teardown_timeout`, else this variable.
-TEARDOWN_TIMEOUT_ENV = "PREFECT_TESTKIT_TEARDOWN_TIMEOUT"
-DEFAULT_TEARDOWN_TIMEOUT = 30.0
 _POLL_SECONDS = 0.05
 _HEALTH_REQUEST_SECONDS = 2.0
 _STOP_GRACE_SECONDS = 5.0
@@ -150,6 +149,8 @@ class ServerProcess:
         self._tombstone: Tombstone | None = None
         # Why the server died, once it has died on its own or was killed (not stopped).
         self.death: str | None = None
+        # Seconds from launch to the first healthy answer, once there was one.
+        self.startup_seconds: float | None = None
         self._kill_reason: str | None = None
         parent_read, self._parent_write = os.pipe()
         try:
@@ -210,7 +211,8 @@ class ServerProcess:
                         self._fail("a process other than our server answered", started, describe)
                     if response.status_code == 200:
                         self._watch_for_death()
-                        return time.monotonic() - started
+                        self.startup_seconds = time.monotonic() - started
+                        return self.startup_seconds
                     last_problem = f"/api/health answered HTTP {response.status_code}"
                 if time.monotonic() >= deadline:
                     self._fail(

@@ -10,8 +10,6 @@ NONCE_ENV = "PREFECT_TESTKIT_SERVER_NONCE"
 IDENTITY_HEADER = "x-prefect-testkit-server"
 RESET_PATH = "/__prefect_testkit__/reset"
 FLUSH_PATH = "/__prefect_testkit__/flush"
-SQLITE_IMMEDIATE_ENV = "PREFECT_TESTKIT_SQLITE_IMMEDIATE"
-API_AUTH_ENV = "PREFECT_TESTKIT_API_AUTH"
 # On this signal the server writes every thread's and every asyncio task's stack to its
 # log, then STACK_DUMP_END; the harness sends it when the server hangs.
 STACK_DUMP_SIGNAL = signal.SIGUSR1

@@ -10,7 +10,6 @@ parent can tell our server from any other one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import faulthandler
 import json
 import os
@@ -19,11 +18,10 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from types import FrameType
 from typing import Any
 
-from prefect_testkit._config import env_flag
 from prefect_testkit._protocol import (
     FLUSH_PATH,
     IDENTITY_HEADER,
@@ -31,11 +29,11 @@ from prefect_testkit._protocol import (
     NONCE_ENV,
     PARENT_PIPE_FD_ENV,
     RESET_PATH,
-    SQLITE_IMMEDIATE_ENV,
     STACK_DUMP_END,
     STACK_DUMP_SIGNAL,
 )
 from prefect_testkit._reset import empty_database, wait_for_quiet_message_bus
+from prefect_testkit.config import SQLITE_IMMEDIATE_ENV, env_flag
 
 # After the parent dies, uvicorn gets this long to shut down before a hard exit.
 _ORPHAN_GRACE_SECONDS = 3.0
@@ -150,28 +148,6 @@ class _TestkitApp:
         await send({"type": "http.response.body", "body": json.dumps(body).encode()})
 
 
-def _begin_sqlite_transactions_immediate() -> None:
-    """Start every SQLite transaction that Prefect opens as BEGIN IMMEDIATE.
-
-    Prefect opens most as DEFERRED: one that reads, then writes after another writer
-    committed, fails at once with SQLITE_BUSY_SNAPSHOT (no busy timeout applies), and
-    the API answers 503, which costs the client about 2 s of back-off. IMMEDIATE takes
-    the write lock up front, so writers queue under the busy timeout instead.
-    """
-    from prefect.server.database.configurations import AioSqliteConfiguration
-
-    begin_deferred = AioSqliteConfiguration.begin_transaction
-
-    @contextlib.asynccontextmanager
-    async def begin_immediate(
-        self: AioSqliteConfiguration, session: Any, with_for_update: bool = False
-    ) -> AsyncIterator[Any]:
-        async with begin_deferred(self, session, with_for_update=True) as transaction:
-            yield transaction
-
-    AioSqliteConfiguration.begin_transaction = begin_immediate  # type: ignore[method-assign]
-
-
 def serve(listen_fd: int, parent_pipe_fd: int, nonce: str) -> None:
     """Serve Prefect's API on an inherited socket until SIGTERM or the parent's death."""
     # First, before anything that can hang: whether spawned (only this module's light
@@ -184,8 +160,10 @@ def serve(listen_fd: int, parent_pipe_fd: int, nonce: str) -> None:
     import uvicorn
     from prefect.server.api.server import create_app
 
+    from prefect_testkit._prefect import begin_sqlite_transactions_immediate
+
     if env_flag(SQLITE_IMMEDIATE_ENV, default=True):
-        _begin_sqlite_transactions_immediate()
+        begin_sqlite_transactions_immediate()
     listener = socket.socket(fileno=listen_fd)
     app = _TestkitApp(create_app(ephemeral=True, final=True), nonce)
     config = uvicorn.Config(app, log_level="error", lifespan="on", timeout_graceful_shutdown=2)

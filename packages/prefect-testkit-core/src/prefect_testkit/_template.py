@@ -17,29 +17,19 @@ from pathlib import Path
 import prefect
 from filelock import FileLock
 
-from prefect_testkit._config import env_flag
 from prefect_testkit._errors import HarnessConfigError, allocator_errors
 from prefect_testkit._files import copy_private, make_private_dir, open_private
+from prefect_testkit.config import CACHE_DIR_ENV, read_cache_dir
 from prefect_testkit_xdist import lock_dir
 
-CACHE_DIR_ENV = "PREFECT_TESTKIT_CACHE_DIR"
-TEMPLATE_ENV = "PREFECT_TESTKIT_TEMPLATE_CACHE"
 _LOCK_TIMEOUT_SECONDS = 60.0
 
 
-def template_cache_enabled() -> bool:
-    return env_flag(TEMPLATE_ENV, default=True)
-
-
 def cache_dir() -> Path:
-    raw = os.environ.get(CACHE_DIR_ENV)
-    if raw is None:
+    path = read_cache_dir()
+    if path is None:
         with allocator_errors():
             path = lock_dir() / "cache"
-    else:
-        path = Path(raw).expanduser()
-        if not path.is_absolute():
-            raise HarnessConfigError(f"{CACHE_DIR_ENV}={raw!r} must be an absolute path")
     try:
         # Only the cache itself is ours to make private; the path to it is the user's.
         path.parent.mkdir(parents=True, exist_ok=True)

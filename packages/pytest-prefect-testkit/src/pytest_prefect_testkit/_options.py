@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import pytest
 
-from prefect_testkit import DATABASE_BACKENDS
-from prefect_testkit_xdist import AllocatorConfigError, parse_port_range
+from prefect_testkit import HarnessConfigError
+from prefect_testkit.config import (
+    DEFAULT_STARTUP_TIMEOUT,
+    parse_flag,
+    parse_number,
+    read_database,
+    read_port_range,
+    seconds,
+)
+from prefect_testkit_xdist import DEFAULT_PORT_RANGE
 from pytest_prefect_testkit._sharding import ShardSpec, parse_shard
-
-DEFAULT_STARTUP_TIMEOUT = 30.0
 
 AUTOUSE_INI = "prefect_harness_autouse"
 TIMEOUT_INI = "prefect_startup_timeout"
@@ -39,9 +44,6 @@ class PluginOptions:
     shard: ShardSpec | None
     database: str | None  # None: PREFECT_TESTKIT_DATABASE or sqlite, as the harness decides
 
-
-_TRUE = frozenset({"true", "1", "yes", "on"})
-_FALSE = frozenset({"false", "0", "no", "off", ""})
 
 options_key = pytest.StashKey[PluginOptions]()
 
@@ -73,7 +75,7 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         metavar="LOW-HIGH",
         help=f"Ports the test servers may use, inclusive (ini {PORT_RANGE_INI}; default "
-        "PREFECT_TESTKIT_PORT_RANGE or 8000-8999).",
+        f"PREFECT_TESTKIT_PORT_RANGE or {DEFAULT_PORT_RANGE[0]}-{DEFAULT_PORT_RANGE[-1]}).",
     )
     group.addoption(
         KEEP_DB_FLAG,
@@ -140,12 +142,10 @@ def read_options(config: pytest.Config) -> PluginOptions:
 def _autouse(config: pytest.Config) -> bool:
     if config.getoption("prefect_harness_autouse"):
         return True
-    raw = config.getini(AUTOUSE_INI)
-    text = str(raw).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
+    raw = str(config.getini(AUTOUSE_INI))
+    value = parse_flag(raw) if raw.strip() else False
+    if value is not None:
+        return value
     raise pytest.UsageError(
         f"ini option {AUTOUSE_INI}={raw!r} is not a boolean; set it to true or false"
     )
@@ -169,15 +169,12 @@ def _startup_timeout(config: pytest.Config) -> float:
         return DEFAULT_STARTUP_TIMEOUT
     raw, source = given
     try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
+        return seconds(parse_number(raw, source, ""), source, "")
+    except HarnessConfigError:
         raise pytest.UsageError(
             f"{source}={raw!r} is not a positive number of seconds; pass e.g. "
             f"{TIMEOUT_FLAG}=60 (the default is {DEFAULT_STARTUP_TIMEOUT:g})"
-        )
-    return value
+        ) from None
 
 
 def _port_range(config: pytest.Config) -> range | None:
@@ -186,10 +183,10 @@ def _port_range(config: pytest.Config) -> range | None:
         return None
     raw, source = given
     try:
-        return parse_port_range(raw)
-    except AllocatorConfigError as exc:
+        return read_port_range(raw)
+    except HarnessConfigError as exc:
         raise pytest.UsageError(
-            f"{source}={raw!r} is not a usable port range ({exc}); pass LOW-HIGH with "
+            f"{source}={raw!r} is not a usable port range ({exc.__cause__}); pass LOW-HIGH with "
             f"1 <= LOW <= HIGH <= 65535, e.g. {PORT_RANGE_FLAG}=8000-8999"
         ) from None
 
@@ -209,9 +206,10 @@ def _database(config: pytest.Config) -> str | None:
     if given is None:
         return None
     raw, source = given
-    if raw not in DATABASE_BACKENDS:
+    try:
+        return read_database(raw)
+    except HarnessConfigError:
         raise pytest.UsageError(
             f"{source}={raw!r} is not a database backend; use sqlite or postgresql, e.g. "
             f"{DATABASE_FLAG}=postgresql"
-        )
-    return raw
+        ) from None

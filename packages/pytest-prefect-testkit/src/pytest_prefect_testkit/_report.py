@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import re
 import sys
 from collections.abc import Generator
 from importlib.metadata import version
@@ -11,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from prefect_testkit.config import database_description
 from prefect_testkit_xdist import AllocatorError, lock_dir
 from pytest_prefect_testkit._options import DISABLE_FLAG, KEEP_DB_FLAG, PluginOptions
 from pytest_prefect_testkit._session import get_manager
@@ -27,12 +26,10 @@ def header_lines(options: PluginOptions) -> list[str]:
         where = "none"
     else:
         server = "started lazily by the first test that needs it, one per xdist worker"
-        backend = options.database or os.environ.get("PREFECT_TESTKIT_DATABASE") or "sqlite"
-        if backend == "postgresql":
-            url = os.environ.get("PREFECT_TESTKIT_POSTGRES_URL")
-            on = "a throwaway local cluster" if not url else re.sub(r":[^:/@]*@", ":***@", url)
-            where = f"PostgreSQL on {on}, ptk_<run>_<worker>_<n> per worker"
-        else:
+        where = database_description(options.database)
+        if where.startswith("PostgreSQL"):
+            where += ", ptk_<run>_<worker>_<n> per worker"
+        elif where == "SQLite":
             try:
                 where = f"{lock_dir() / 'dirs'}/<worker>_harness_<n>/prefect.db"
             except AllocatorError as exc:

@@ -1,0 +1,187 @@
+"""Where the harness reaches into Prefect: its settings contexts, its in-process registries,
+its background workers and the server's transaction setup.
+
+Everything here depends on how a Prefect release works inside, not only on its public
+API; keeping it in one module is what lets the toolkit follow Prefect's releases in one
+place. (Emptying the database inside the server is the server-side counterpart, in
+`_reset.py`.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import prefect.context
+import prefect.settings
+
+if TYPE_CHECKING:
+    from prefect.settings.legacy import Setting
+
+# Where a test server's defaults differ from Prefect's; a value the user set wins.
+SERVER_DEFAULTS = {
+    # Persist each event as it arrives, so that once the message bus is quiet every
+    # event is in the database: reset_database() must not race a 5 s flush buffer.
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": "1",
+}
+
+
+@contextlib.contextmanager
+def server_settings(home: Path, database_url: str) -> Iterator[None]:
+    """Point this process's Prefect at the harness's home and database.
+
+    Server-side code in this process (tests of Prefect server models, say) must use the
+    harness's database too, not a cached interface: swapped only if something imported
+    it already (the import costs a second, and later importers read these settings).
+    """
+    with contextlib.ExitStack() as stack:
+        dependencies = sys.modules.get("prefect.server.database.dependencies")
+        if dependencies is not None:
+            stack.enter_context(dependencies.temporary_database_interface())
+        stack.enter_context(
+            prefect.settings.temporary_settings(
+                updates={
+                    prefect.settings.PREFECT_HOME: str(home),
+                    prefect.settings.PREFECT_SERVER_DATABASE_CONNECTION_URL: database_url,
+                    **_client_defaults(),
+                }
+            )
+        )
+        yield
+
+
+def _client_defaults() -> dict[Setting, object]:
+    """Settings of the test process where the harness's defaults differ from Prefect's."""
+    defaults: dict[Setting, object] = {}
+    if "heartbeat_frequency" not in prefect.settings.get_current_settings().flows.model_fields_set:
+        # Every flow run joins its heartbeat thread on exit, which sleeps in 1 s steps:
+        # about a second per flow. Set PREFECT_FLOWS_HEARTBEAT_FREQUENCY to keep them.
+        defaults[prefect.settings.PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
+    return defaults
+
+
+def server_environment(auth_string: str | None) -> dict[str, str]:
+    """The child's environment: ours, the current Prefect settings, and test-server defaults.
+
+    It reaches the child through the environment (spawned: readable by our user only) or
+    over the factory's private socket (forked): never on a command line.
+    """
+    settings_env = prefect.settings.get_current_settings().to_environment_variables(
+        exclude_unset=True
+    )
+    if auth_string is not None:
+        settings_env["PREFECT_SERVER_API_AUTH_STRING"] = auth_string
+    return {
+        **SERVER_DEFAULTS,
+        **os.environ,
+        **settings_env,
+        # A test server must make no connection beyond loopback.
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+    }
+
+
+@contextlib.contextmanager
+def client_settings(api_url: str, auth_string: str | None, port: int) -> Iterator[None]:
+    """Point every Prefect client of this process at the harness's server."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(
+            prefect.settings.temporary_settings(
+                updates={
+                    prefect.settings.PREFECT_API_URL: api_url,
+                    prefect.settings.PREFECT_API_AUTH_STRING: auth_string,
+                }
+            )
+        )
+        # Contexts copied before the harness started (an IsolatedAsyncioTestCase built at
+        # collection time, say) read the process-global settings: point those at us too.
+        stack.enter_context(
+            prefect.context._temporary_global_settings_context(
+                prefect.context.get_settings_context()
+            )
+        )
+        stack.enter_context(_registered_as_default_server(port))
+        yield
+
+
+@contextlib.contextmanager
+def _registered_as_default_server(port: int) -> Iterator[None]:
+    """Make Prefect code that asks for "the" ephemeral server find ours, not start one.
+
+    Only when this process has imported Prefect's server module already: importing it
+    costs seconds, and code that has not imported it cannot have asked for a server.
+    """
+    server_module = sys.modules.get("prefect.server.api.server")
+    if server_module is None:
+        yield
+        return
+    SubprocessASGIServer = server_module.SubprocessASGIServer
+    registry = SubprocessASGIServer._instances
+    saved = {key: registry.get(key) for key in (None, port)}
+    alias = SubprocessASGIServer(port=port)
+    alias.running = True  # so that start() never spawns a second server
+    registry[None] = alias
+    try:
+        yield
+    finally:
+        for key, previous in saved.items():
+            if previous is None:
+                registry.pop(key, None)
+            else:
+                registry[key] = previous
+
+
+def drain_workers(timeout: float | None = None) -> None:
+    """Flush Prefect's log and event workers into the server, and stop them.
+
+    Stopped workers matter as much as flushed ones: the event worker is one per process
+    and keeps the API URL it started with, so one left running would send the next
+    harness's events to this harness's (gone) server. ``timeout`` bounds both together.
+    """
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+
+    async def drain() -> None:
+        for service in (APILogWorker, EventsWorker):
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            drained = service.drain_all(timeout=left, at_exit=False)
+            if inspect.isawaitable(drained):
+                await drained
+
+    run_coro_as_sync(drain())
+
+
+def reload_settings_from_environment() -> None:
+    """Make a forked server read its settings again: the factory imported Prefect earlier."""
+    prefect.context.refresh_global_settings_context()
+
+
+def begin_sqlite_transactions_immediate() -> None:
+    """Start every SQLite transaction that Prefect's server opens as BEGIN IMMEDIATE.
+
+    Prefect opens most as DEFERRED: one that reads, then writes after another writer
+    committed, fails at once with SQLITE_BUSY_SNAPSHOT (no busy timeout applies), and
+    the API answers 503, which costs the client about 2 s of back-off. IMMEDIATE takes
+    the write lock up front, so writers queue under the busy timeout instead.
+    """
+    from prefect.server.database.configurations import AioSqliteConfiguration
+
+    begin_deferred = AioSqliteConfiguration.begin_transaction
+
+    @contextlib.asynccontextmanager
+    async def begin_immediate(
+        self: AioSqliteConfiguration, session: Any, with_for_update: bool = False
+    ) -> AsyncIterator[Any]:
+        async with begin_deferred(self, session, with_for_update=True) as transaction:
+            yield transaction
+
+    AioSqliteConfiguration.begin_transaction = begin_immediate  # type: ignore[method-assign]

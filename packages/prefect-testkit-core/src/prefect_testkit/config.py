@@ -62,6 +62,14 @@ VARIABLES = (
     Variable(CACHE_DIR_ENV, "`<lock dir>/cache`", "where the template databases are kept"),
 )
 
+
+
+def variables_table() -> str:
+    """The README's table of the harness's variables, from `VARIABLES`."""
+    rows = [f"| `{v.name}` | {v.default} | {v.meaning} |" for v in VARIABLES]
+    return "\n".join(["| variable | default | what |", "| --- | --- | --- |", *rows])
+
+
 # One boolean grammar for variables and the plugin's ini options.
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})

@@ -23,13 +23,14 @@ from typing import Any
 
 import psutil
 
+from prefect_testkit.config import CACHE_DIR_ENV as CACHE_ENV
+from prefect_testkit.config import FACTORY_IDLE_ENV
+
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "worker.py"
 SUITE = HERE / "suite"
 MARKER_ENV = "PREFECT_TESTKIT_BENCH_RUN"
-CACHE_ENV = "PREFECT_TESTKIT_CACHE_DIR"
-LOCK_DIR_ENV = "PREFECT_TESTKIT_LOCK_DIR"
-FACTORY_IDLE_ENV = "PREFECT_TESTKIT_FACTORY_IDLE_SECONDS"
+LOCK_DIR_ENV = "PREFECT_TESTKIT_LOCK_DIR"  # the allocator's (prefect-testkit-xdist)
 HARNESS_ENV = "PREFECT_TESTKIT_BENCH_HARNESS"
 TOOLKIT, PREFECT = "toolkit", "prefect"
 MB = 1024 * 1024

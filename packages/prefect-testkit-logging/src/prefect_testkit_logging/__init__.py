@@ -1,5 +1,5 @@
 """Call Prefect task and flow bodies without the engine, capture run logs, and read back
-what the API stored.
+what the API stored, after draining Prefect's log and event workers (`drain_workers`).
 
 Importing this package imports no Prefect: each name is loaded on first use, so that the
 pytest plugin can import it before a suite has configured Prefect's settings and logging.
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         PrefectLogCapture,
         capture_prefect_logs,
     )
+    from prefect_testkit_logging._drain import drain_workers
     from prefect_testkit_logging._quiet import QuietedPrefectLoggers, quiet_prefect_loggers
     from prefect_testkit_logging._stored import StoredLog, aread_run_logs, read_run_logs
 
@@ -29,6 +30,7 @@ __all__ = [
     "call_fn",
     "caplog_bridge",
     "capture_prefect_logs",
+    "drain_workers",
     "missing_context_hint",
     "propagate_run_logs_to",
     "quiet_prefect_loggers",
@@ -39,6 +41,7 @@ _MODULES = {
     "_call": ("call_fn", "missing_context_hint"),
     "_caplog": ("caplog_bridge", "propagate_run_logs_to"),
     "_capture": ("CapturedLog", "PrefectLogCapture", "capture_prefect_logs"),
+    "_drain": ("drain_workers",),
     "_quiet": ("QuietedPrefectLoggers", "quiet_prefect_loggers"),
     "_stored": ("StoredLog", "aread_run_logs", "read_run_logs"),
 }

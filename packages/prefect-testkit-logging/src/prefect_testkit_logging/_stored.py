@@ -1,9 +1,7 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,8 +11,8 @@ from uuid import UUID
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.client.schemas.sorting import LogSort
-from prefect.logging.handlers import APILogWorker
 
+from prefect_testkit_logging._drain import drain_workers
 from prefect_testkit_logging._util import coerce_uuid
 
 if TYPE_CHECKING:
@@ -72,21 +70,6 @@ def _finish(pages: Sequence[Log], include_task_runs: bool) -> list[StoredLog]:
     return sorted((_to_stored(log) for log in logs), key=lambda log: log.timestamp)
 
 
-def _drain_sync(timeout: float) -> None:
-    # drain_all() returns a coroutine when this thread runs an event loop (e.g. the sync
-    # reader called from an async test); draining from a fresh thread always blocks instead.
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        APILogWorker.drain_all(timeout=timeout)
-        return
-    worker = threading.Thread(
-        target=APILogWorker.drain_all, kwargs={"timeout": timeout}, name="drain-api-logs"
-    )
-    worker.start()
-    worker.join()
-
-
 def read_run_logs(
     flow_run_id: UUID | str,
     *,
@@ -101,7 +84,7 @@ def read_run_logs(
     own lines are returned. Logs of subflows belong to the subflow's own run id.
     """
     log_filter = _check_args(flow_run_id, include_task_runs, drain_timeout)
-    _drain_sync(drain_timeout)
+    drain_workers(drain_timeout, events=False)
     collected: list[Log] = []
     with get_client(sync_client=True) as client:
         while True:
@@ -125,9 +108,8 @@ async def aread_run_logs(
 ) -> list[StoredLog]:
     """Async twin of :func:`read_run_logs`."""
     log_filter = _check_args(flow_run_id, include_task_runs, drain_timeout)
-    drained = APILogWorker.drain_all(timeout=drain_timeout)
-    if inspect.isawaitable(drained):
-        await drained
+    # In a worker thread: the drain blocks, and this loop must keep serving its tasks.
+    await asyncio.to_thread(drain_workers, drain_timeout, events=False)
     collected: list[Log] = []
     async with get_client() as client:
         while True:

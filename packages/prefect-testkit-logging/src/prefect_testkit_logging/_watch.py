@@ -49,10 +49,6 @@ def _watched_class(base: type[logging.Logger]) -> type[logging.Logger]:
     return cls
 
 
-def is_disabled_now() -> bool:
-    return any(logging.getLogger(name).disabled for name in RUN_LOGGER_NAMES)
-
-
 def subscribe(listener: Listener) -> Callable[[], None]:
     """Call ``listener(logger_name)`` whenever a run logger is disabled; returns unsubscribe."""
     with _lock:

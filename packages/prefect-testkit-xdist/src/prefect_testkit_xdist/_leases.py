@@ -20,13 +20,12 @@ import time
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from types import TracebackType
-from typing import Literal, TypeVar
+from typing import Literal
 
 from ._files import write_private
 from ._identity import worker_identity
 from ._lockdir import DIRECTORIES_SUBDIR, PORTS_SUBDIR, lock_dir
-from ._locks import HeldFileLock, is_file_locked, try_lock_file
+from ._locks import HeldFileLock, Releasable, is_file_locked, try_lock_file
 
 LeaseKind = Literal["port", "directory"]
 # Packages that keep resources outside a leased directory (a PostgreSQL database, say)
@@ -117,10 +116,7 @@ class HeldLock:
                 self._lock.release()
 
 
-L = TypeVar("L", bound="Lease")
-
-
-class Lease(abc.ABC):
+class Lease(Releasable):
     """What a port lease and a directory lease share: a held lock and its release protocol."""
 
     def __init__(self, held: HeldLock) -> None:
@@ -132,23 +128,8 @@ class Lease(abc.ABC):
         return self._held.released
 
     @abc.abstractmethod
-    def release(self) -> None:
-        """Give the resource up. Safe to call repeatedly."""
-
-    @abc.abstractmethod
     def _resource(self) -> str:
         """The leased resource, for repr."""
-
-    def __enter__(self: L) -> L:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.release()
 
     def __repr__(self) -> str:
         state = "released" if self.released else "held"

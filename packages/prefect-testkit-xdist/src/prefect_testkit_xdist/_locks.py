@@ -18,12 +18,14 @@ share one acquire loop and one set of guarantees:
 
 from __future__ import annotations
 
+import abc
 import fcntl
 import os
 import threading
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 from ._config import LOCK_DIR_ENV
 from ._errors import LockDirError, LockTimeoutError
@@ -33,8 +35,29 @@ from ._files import open_private
 # that a minute's wait costs nothing measurable.
 POLL_SECONDS = 0.05
 
+R = TypeVar("R", bound="Releasable")
 
-class HeldFileLock:
+
+class Releasable(abc.ABC):
+    """Something held until `release()`, which leaving a ``with`` block calls."""
+
+    @abc.abstractmethod
+    def release(self) -> None:
+        """Give it up. Safe to call repeatedly."""
+
+    def __enter__(self: R) -> R:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+class HeldFileLock(Releasable):
     """A file lock this process holds, until `release()` closes its descriptor (at most once).
 
     Attributes:
@@ -67,17 +90,6 @@ class HeldFileLock:
                 return
             self._released = True
             os.close(self._fd)
-
-    def __enter__(self) -> HeldFileLock:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.release()
 
     def __repr__(self) -> str:
         mode = "shared" if self.shared else "exclusive"

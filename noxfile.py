@@ -12,7 +12,6 @@ nox -s buildifier  check the Bazel files' format and lint (buildifier from npm)
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
@@ -44,35 +43,39 @@ def all_packages() -> list[str]:
     return [str(PACKAGES_DIR / name) for name in PACKAGES]
 
 
-def postgresql_note() -> str:
-    """Which PostgreSQL the backend-specific tests will use, or that they will be skipped."""
-    if os.environ.get("PREFECT_TESTKIT_POSTGRES_URL", "").strip():
-        return "PostgreSQL tests: against the server in PREFECT_TESTKIT_POSTGRES_URL"
-    initdb = shutil.which("initdb")
-    on_path = [os.path.dirname(os.path.realpath(initdb))] if initdb else []
-    for directory in [*on_path, *sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]:
-        if os.access(os.path.join(directory, "postgres"), os.X_OK):
-            return f"PostgreSQL tests: against a throwaway local cluster ({directory})"
-    return (
-        "PostgreSQL tests: SKIPPED, no server (install Debian's postgresql package or set "
-        "PREFECT_TESTKIT_POSTGRES_URL)"
-    )
+# Asked of prefect_testkit.testing inside the session's virtualenv, after the install:
+# nox itself runs outside the package virtualenvs and cannot import the toolkit, and a
+# copy of the toolkit's PostgreSQL discovery here could disagree with the tests' own.
+_POSTGRESQL_NOTE = (
+    "from prefect_testkit.testing import postgres_unavailable\n"
+    "reason = postgres_unavailable()\n"
+    "print('PostgreSQL tests: ' + (f'SKIPPED, {reason}' if reason else 'will run (against "
+    "PREFECT_TESTKIT_POSTGRES_URL, or a throwaway local cluster)'))\n"
+)
+
+
+def log_postgresql_note(session: nox.Session) -> None:
+    """Say whether the backend-specific tests will use PostgreSQL or be skipped."""
+    note = session.run("python", "-c", _POSTGRESQL_NOTE, silent=True)
+    if isinstance(note, str):  # None when nox only installs (--install-only)
+        session.log(note.strip())
 
 
 @nox.session
 @nox.parametrize("target", [*PACKAGES, CROSS_PACKAGE])
 def tests(session: nox.Session, target: str) -> None:
     """Test one package in a virtualenv with only it and its declared dependencies."""
-    if target != "prefect-testkit-xdist":
-        session.log(postgresql_note())
     if target == CROSS_PACKAGE:
         session.install(*all_packages(), *dependency_group(ROOT, "test"))
+        log_postgresql_note(session)
         session.run("pytest", "tests", *session.posargs)
         return
     package = PACKAGES_DIR / target
     # Not editable: the tests import what a user would install, so a file missing from
     # the wheel or an undeclared dependency fails here.
     session.install(str(package), *dependency_group(package, "test"))
+    if target != "prefect-testkit-xdist":  # the only package without the harness
+        log_postgresql_note(session)
     session.chdir(package)
     session.run("pytest", *session.posargs)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from prefect_testkit._pg_cluster import postgres_unavailable
+from prefect_testkit.testing import postgres_unavailable
 
 SEED_SUITE = Path(__file__).parent / "seed_suite"
 

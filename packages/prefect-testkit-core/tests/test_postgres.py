@@ -33,7 +33,6 @@ from prefect_testkit import (
 from prefect_testkit._pg_cluster import (
     ClusterState,
     local_cluster,
-    postgres_unavailable,
     state_dir,
 )
 from prefect_testkit._postgres import (
@@ -42,6 +41,7 @@ from prefect_testkit._postgres import (
     configured_server,
     template_name,
 )
+from prefect_testkit.testing import postgres_unavailable
 from prefect_testkit_xdist import lease_port, list_leases
 
 UNAVAILABLE = postgres_unavailable()

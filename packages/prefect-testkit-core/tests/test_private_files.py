@@ -25,9 +25,9 @@ from prefect_testkit._pg_cluster import (
     ClusterState,
     data_root,
     local_cluster,
-    postgres_unavailable,
     state_dir,
 )
+from prefect_testkit.testing import postgres_unavailable
 
 
 def mode(path: Path) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import FLOWS, STARTUP, pyproject
 
-from prefect_testkit._pg_cluster import postgres_unavailable
+from prefect_testkit.testing import postgres_unavailable
 from prefect_testkit_xdist import list_leases
 
 XDIST_FILE = """

@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import Protocol
 
+from prefect_testkit._errors import allocator_errors
 from prefect_testkit._factory import (
     LAUNCH_COMMAND,
     LOCK_FD_ENV,
@@ -22,11 +23,10 @@ from prefect_testkit._factory import (
     send_message,
     usable,
 )
-from prefect_testkit._errors import allocator_errors
 from prefect_testkit._files import open_private_append
 from prefect_testkit._protocol import LISTEN_FD_ENV, NONCE_ENV, PARENT_PIPE_FD_ENV
-from prefect_testkit_xdist import is_file_locked, try_lock_file
 from prefect_testkit.config import FACTORY_ENV, env_flag, read_factory_idle
+from prefect_testkit_xdist import is_file_locked, try_lock_file
 
 # Exit status reported when the factory vanished before it could tell us the real one.
 UNKNOWN_EXIT = 255

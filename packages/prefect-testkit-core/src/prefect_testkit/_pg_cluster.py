@@ -23,7 +23,6 @@ import os
 import pwd
 import re
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -32,23 +31,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from prefect_testkit._errors import HarnessConfigError, HarnessStartupError, allocator_errors
-from prefect_testkit._files import make_private_dir, open_private, write_private
-from prefect_testkit_xdist import LockTimeoutError, lock_file
+from prefect_testkit._errors import HarnessStartupError, allocator_errors
+from prefect_testkit._files import hold_lock, make_private_dir, open_private, write_private
+
+# Used here and by the harness, which imports it from this module (hence re-exported).
+from prefect_testkit._pg_binaries import find_binaries as find_binaries
 from prefect_testkit._postgres import PostgresServer, server_from_url
 from prefect_testkit._process import read_log_tail
-from prefect_testkit.config import POSTGRES_BIN_ENV
 from prefect_testkit_xdist import lock_dir
 
 CLUSTER_ROLE = "prefect_testkit"
-REQUIRED_BINARIES = ("initdb", "postgres", "pg_isready")
 _START_LOCK_SECONDS = 120.0
-INSTALL_HINT = (
-    "Install PostgreSQL's server (Debian/Ubuntu: apt install postgresql; Fedora: dnf install "
-    "postgresql-server; macOS: brew install postgresql), point PREFECT_TESTKIT_POSTGRES_BIN "
-    "at the directory holding initdb and postgres, or name a running server in "
-    "PREFECT_TESTKIT_POSTGRES_URL."
-)
 
 
 def state_dir() -> Path:
@@ -56,56 +49,6 @@ def state_dir() -> Path:
         path = lock_dir() / "postgres"
     make_private_dir(path, exist_ok=True)
     return path
-
-
-def _has_binaries(directory: Path) -> bool:
-    return all(os.access(directory / name, os.X_OK) for name in REQUIRED_BINARIES)
-
-
-def find_binaries() -> Path:
-    """The directory with initdb, postgres and pg_isready, or an error saying what to install."""
-    configured = os.environ.get(POSTGRES_BIN_ENV)
-    if configured is not None:
-        directory = Path(configured)
-        if not _has_binaries(directory):
-            raise HarnessConfigError(
-                f"{POSTGRES_BIN_ENV}={configured!r} does not hold PostgreSQL's "
-                f"{', '.join(REQUIRED_BINARIES)}. {INSTALL_HINT}"
-            )
-        return directory
-    candidates = [
-        Path(os.path.realpath(found)).parent
-        for name in ("postgres", "initdb", "pg_ctl")
-        if (found := shutil.which(name)) is not None
-    ]
-    # Debian and Ubuntu keep the server binaries off PATH, one directory per major version.
-    candidates += sorted(
-        Path("/usr/lib/postgresql").glob("*/bin"),
-        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
-        reverse=True,
-    )
-    candidates += [Path("/usr/local/pgsql/bin"), Path("/opt/homebrew/bin")]
-    for directory in candidates:
-        if _has_binaries(directory):
-            return directory
-    raise HarnessStartupError(
-        "The harness needs a PostgreSQL server and none is configured: "
-        "PREFECT_TESTKIT_POSTGRES_URL is unset and PostgreSQL's server binaries "
-        f"({', '.join(REQUIRED_BINARIES)}) are not installed. {INSTALL_HINT}"
-    )
-
-
-def postgres_unavailable() -> str | None:
-    """Why no PostgreSQL harness can start here, or None when one can (for test suites)."""
-    if os.environ.get("PREFECT_TESTKIT_POSTGRES_URL", "").strip():
-        return None
-    if "TEST_SRCDIR" in os.environ and os.geteuid() == 0:
-        return "Bazel's sandbox cannot hand a local cluster to another user (run under nox)"
-    try:
-        find_binaries()
-    except (HarnessStartupError, HarnessConfigError) as exc:
-        return f"no PostgreSQL server to test against: {exc}"
-    return None
 
 
 def major_version(binaries: Path) -> str:
@@ -218,22 +161,16 @@ def local_cluster(timeout: float) -> Iterator[PostgresServer]:
     """Use this user's local cluster, starting it if none runs; let it stop when unused."""
     binaries = find_binaries()
     directory = state_dir()
-    with allocator_errors():
-        try:
-            start = lock_file(directory / "start.lock", timeout=_START_LOCK_SECONDS)
-        except LockTimeoutError as exc:
-            raise HarnessStartupError(
-                f"Another process has been starting the local PostgreSQL cluster for over "
-                f"{exc.timeout:g} s (lock {exc.path})."
-            ) from None
-    with start:
+    starting = "another process to start the local PostgreSQL cluster"
+    with hold_lock(directory / "start.lock", waiting_for=starting, timeout=_START_LOCK_SECONDS):
         state = ClusterState.read(directory)
         if state is None or not state.is_serving():
             state = _start_supervisor(directory, binaries, max(timeout, 60.0))
         # Taken while the start lock is held: the supervisor, which needs both locks
         # to stop the cluster, cannot stop it between our check and this line.
-        with allocator_errors():
-            users = lock_file(directory / "users.lock", shared=True)
+        users = hold_lock(
+            directory / "users.lock", waiting_for="the cluster", timeout=None, shared=True
+        )
     with users:  # held while the harness uses the cluster
         yield state.server()
 

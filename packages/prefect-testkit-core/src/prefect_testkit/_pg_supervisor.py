@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
-import fcntl
 import json
 import os
 import shutil
@@ -26,7 +25,7 @@ from types import FrameType
 
 from prefect.utilities.asyncutils import run_coro_as_sync
 
-from prefect_testkit._files import make_private_dir, open_private, write_private
+from prefect_testkit._files import make_private_dir, write_private
 from prefect_testkit._pg_cluster import (
     CLUSTER_ROLE,
     ClusterState,
@@ -36,7 +35,7 @@ from prefect_testkit._pg_cluster import (
     service_user,
 )
 from prefect_testkit._postgres import DATABASE_PREFIX, TEMPLATE_PREFIX, drop_database
-from prefect_testkit_xdist import lease_port
+from prefect_testkit_xdist import HeldFileLock, lease_port, try_lock_file
 
 IDLE_SECONDS = 2.0
 _POLL_SECONDS = 0.2
@@ -134,21 +133,25 @@ def _drop_leftovers(state: ClusterState) -> None:
     run_coro_as_sync(drop())
 
 
-def _claim_if_idle(directory: Path) -> list[int] | None:
+def _claim_if_idle(directory: Path) -> list[HeldFileLock] | None:
     """Both locks, held, when no harness uses the cluster and none is attaching; else None."""
-    fds = [open_private(directory / name, os.O_RDWR) for name in ("start.lock", "users.lock")]
+    claim: list[HeldFileLock] = []
     try:
-        for fd in fds:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        _release(fds)
-        return None
-    return fds
+        for name in ("start.lock", "users.lock"):
+            lock = try_lock_file(directory / name)
+            if lock is None:
+                _release(claim)
+                return None
+            claim.append(lock)
+    except BaseException:
+        _release(claim)
+        raise
+    return claim
 
 
-def _release(fds: list[int]) -> None:
-    for fd in fds:
-        os.close(fd)
+def _release(locks: list[HeldFileLock]) -> None:
+    for lock in locks:
+        lock.release()
 
 
 def _stop(postgres: subprocess.Popen[bytes]) -> None:
@@ -166,7 +169,7 @@ def main(directory: Path, binaries: Path, ready_fd: int) -> int:
     data = _prepare_data_directory(binaries, password, new_password)
     port_lease = lease_port()
     port = port_lease.port
-    port_lease.socket.close()  # postgres binds the port itself; our lock keeps it ours
+    port_lease.take_socket().close()  # postgres binds the port itself; our lock keeps it ours
     settings = [arg for key, value in SERVER_SETTINGS.items() for arg in ("-c", f"{key}={value}")]
     postgres = _run_as_service_user(
         [str(binaries / "postgres"), "-D", str(data), "-p", str(port), *settings],
@@ -180,7 +183,7 @@ def main(directory: Path, binaries: Path, ready_fd: int) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     state_file = directory / "cluster.json"
-    claim: list[int] | None = None
+    claim: list[HeldFileLock] | None = None
     try:
         _wait_until_ready(binaries, port, postgres)
         state = ClusterState(port, password, os.getpid())

@@ -26,13 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
-from filelock import FileLock, Timeout
 from prefect.utilities.asyncutils import run_coro_as_sync
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from prefect_testkit._errors import HarnessConfigError, HarnessStartupError
-from prefect_testkit._files import write_private
+from prefect_testkit._files import hold_lock, write_private
 from prefect_testkit._template import cache_dir, migrations_fingerprint
 from prefect_testkit.config import POSTGRES_URL_ENV, mask_password
 from prefect_testkit_xdist import worker_identity
@@ -168,11 +167,6 @@ def ensure_template(server: PostgresServer) -> tuple[str, bool]:
     """
     name = template_name()
     server_key = hashlib.sha256(f"{server.where}/{server.url.database}".encode()).hexdigest()
-    lock = FileLock(
-        cache_dir() / f"postgres-{server_key[:16]}.lock",
-        timeout=TEMPLATE_BUILD_TIMEOUT_SECONDS,
-        mode=0o600,
-    )
 
     async def ensure() -> bool:
         conn = await server.connect()
@@ -198,14 +192,12 @@ def ensure_template(server: PostgresServer) -> tuple[str, bool]:
         finally:
             await conn.close()  # also releases the advisory lock
 
-    try:
-        with lock:
-            return name, run_coro_as_sync(ensure())
-    except Timeout:
-        raise HarnessStartupError(
-            f"Waited {TEMPLATE_BUILD_TIMEOUT_SECONDS:g} s for another harness to build the "
-            f"template database {name} on {server.where} (lock {lock.lock_file})."
-        ) from None
+    with hold_lock(
+        cache_dir() / f"postgres-{server_key[:16]}.lock",
+        waiting_for=f"another harness to build the template database {name} on {server.where}",
+        timeout=TEMPLATE_BUILD_TIMEOUT_SECONDS,
+    ):
+        return name, run_coro_as_sync(ensure())
 
 
 def _migrate(database_url: str) -> None:

@@ -153,11 +153,15 @@ class ServerProcess:
         self.startup_seconds: float | None = None
         self._kill_reason: str | None = None
         parent_read, self._parent_write = os.pipe()
+        # Ours to close once the child has it (or failed to start): then, if the child dies,
+        # clients get "connection refused" at once instead of queueing on a socket that
+        # nobody accepts on. The port stays ours: its lease lock is still held.
+        listener = port_lease.take_socket()
         try:
-            with open_private_append(log_path) as log:
+            with listener, open_private_append(log_path) as log:
                 self._child = launch(
                     env,
-                    port_lease.socket.fileno(),
+                    listener.fileno(),
                     parent_read,
                     log.fileno(),
                     self._nonce,
@@ -168,10 +172,6 @@ class ServerProcess:
             raise
         finally:
             os.close(parent_read)
-        # The child holds the socket now. Closing our copy means that if the child dies,
-        # clients get "connection refused" at once instead of queueing on a socket that
-        # nobody accepts on. The port stays ours: its lease lock is still held.
-        port_lease.socket.close()
 
     @property
     def pid(self) -> int:

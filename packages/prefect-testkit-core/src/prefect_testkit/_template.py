@@ -15,12 +15,11 @@ from contextlib import closing
 from pathlib import Path
 
 import prefect
-from filelock import FileLock
 
 from prefect_testkit._errors import HarnessConfigError, allocator_errors
-from prefect_testkit._files import copy_private, make_private_dir, open_private
+from prefect_testkit._files import copy_private, hold_lock, make_private_dir, open_private
 from prefect_testkit.config import CACHE_DIR_ENV, read_cache_dir
-from prefect_testkit_xdist import lock_dir
+from prefect_testkit_xdist import HeldFileLock, lock_dir
 
 _LOCK_TIMEOUT_SECONDS = 60.0
 
@@ -69,11 +68,18 @@ class TemplateCache:
         stem = cache_dir() / f"sqlite-{migrations_fingerprint('sqlite')}"
         self.database = stem.with_suffix(".db")
         self.memo_store = stem.with_suffix(".memo_store.toml")
-        self._lock = FileLock(stem.with_suffix(".lock"), timeout=_LOCK_TIMEOUT_SECONDS, mode=0o600)
+        self._lock_path = stem.with_suffix(".lock")
+
+    def _locked(self) -> HeldFileLock:
+        return hold_lock(
+            self._lock_path,
+            waiting_for="another harness to copy or save the template",
+            timeout=_LOCK_TIMEOUT_SECONDS,
+        )
 
     def restore(self, database: Path, home: Path) -> bool:
         """Copy the template into a new harness; False when there is no sound one."""
-        with self._lock:
+        with self._locked():
             if not self.database.is_file():
                 return False
             if not _is_sound(self.database):
@@ -91,7 +97,7 @@ class TemplateCache:
         Best effort: a cache that cannot be written (a full disk, say) costs the next
         harness a migration, never a failure.
         """
-        with self._lock:
+        with self._locked():
             if self.database.is_file() and _is_sound(self.database):
                 return  # another harness saved one first
             partial = self.database.with_suffix(".partial")

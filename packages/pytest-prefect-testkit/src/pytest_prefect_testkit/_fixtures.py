@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import threading
-from collections.abc import Callable, Coroutine, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -21,8 +19,6 @@ if TYPE_CHECKING:
     from prefect_testkit_logging import PrefectLogCapture
 
 ISOLATED_MARKER = "prefect_isolated"
-
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
@@ -83,30 +79,6 @@ def _prefect_isolation(request: pytest.FixtureRequest) -> None:
     request.getfixturevalue("prefect_clean_db")
 
 
-def _run_in_fresh_loop(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion on a new event loop in a short-lived thread.
-
-    A thread, because a loop may already be running in this one (a fixture requested
-    from an async test), and because ``asyncio.run`` here would unset the loop that
-    pytest-asyncio made current for module- or session-scoped tests.
-    """
-    result: list[T] = []
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            result.append(asyncio.run(coroutine))
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, name="prefect-testkit-client")
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
-    return result[0]
-
-
 @pytest.fixture
 def prefect_client(prefect_harness: HarnessHandle) -> Iterator[PrefectClient]:
     """An async ``PrefectClient`` for the session harness, usable in any event loop.
@@ -118,15 +90,19 @@ def prefect_client(prefect_harness: HarnessHandle) -> Iterator[PrefectClient]:
     """
     import httpx
     from prefect import get_client
+    from prefect.utilities.asyncutils import run_coro_as_sync
 
     client = get_client(
         httpx_settings={"limits": httpx.Limits(max_connections=16, max_keepalive_connections=0)}
     )
-    _run_in_fresh_loop(client.__aenter__())
+    # On Prefect's own loop thread: this thread may be running a loop already (a fixture
+    # requested by an async test), and asyncio.run() here would unset the loop that
+    # pytest-asyncio made current for module- or session-scoped tests.
+    run_coro_as_sync(client.__aenter__())
     try:
         yield client
     finally:
-        _run_in_fresh_loop(client.__aexit__(None, None, None))
+        run_coro_as_sync(client.__aexit__(None, None, None))
 
 
 @pytest.fixture

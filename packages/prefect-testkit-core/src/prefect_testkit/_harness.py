@@ -29,6 +29,7 @@ from prefect_testkit._process import (
 )
 from prefect_testkit._template import TemplateCache
 from prefect_testkit.config import DEFAULT_STARTUP_TIMEOUT, HarnessConfig, PortRange
+from prefect_testkit_logging import drain_workers
 from prefect_testkit_xdist import lease_directory, lease_port
 
 
@@ -78,7 +79,7 @@ class HarnessHandle:
         as in production: a flow can return before its task runs are readable through
         the API. Call this before asserting on them.
         """
-        prefect_api.drain_workers()
+        drain_workers()
         self._server.wait_for_quiet_message_bus()
 
     def reset_database(self) -> float:
@@ -89,7 +90,7 @@ class HarnessHandle:
         still buffered in this process are sent first, so none arrive afterwards.
         """
         started = time.perf_counter()
-        prefect_api.drain_workers()
+        drain_workers()
         self._server.empty_database()
         return time.perf_counter() - started
 
@@ -294,4 +295,4 @@ def _drain_before_stop(server: ServerProcess, teardown: TeardownWatchdog) -> Non
     limit = teardown.time_left()
     if server.returncode is not None:
         limit = min(limit, _DEAD_SERVER_DRAIN_SECONDS)
-    prefect_api.drain_workers(limit)
+    drain_workers(limit)

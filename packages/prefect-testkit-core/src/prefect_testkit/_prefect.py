@@ -1,5 +1,6 @@
-"""Where the harness reaches into Prefect: its settings contexts, its in-process registries,
-its background workers and the server's transaction setup.
+"""Where the harness reaches into Prefect: its settings contexts, its in-process registries
+and the server's transaction setup. (Its background workers are drained by
+`prefect_testkit_logging.drain_workers`, which the logging package's readers use too.)
 
 Everything here depends on how a Prefect release works inside, not only on its public
 API; keeping it in one module is what lets the toolkit follow Prefect's releases in one
@@ -10,10 +11,8 @@ place. (Emptying the database inside the server is the server-side counterpart, 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -135,29 +134,6 @@ def _registered_as_default_server(port: int) -> Iterator[None]:
                 registry.pop(key, None)
             else:
                 registry[key] = previous
-
-
-def drain_workers(timeout: float | None = None) -> None:
-    """Flush Prefect's log and event workers into the server, and stop them.
-
-    Stopped workers matter as much as flushed ones: the event worker is one per process
-    and keeps the API URL it started with, so one left running would send the next
-    harness's events to this harness's (gone) server. ``timeout`` bounds both together.
-    """
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-    from prefect.utilities.asyncutils import run_coro_as_sync
-
-    deadline = None if timeout is None else time.monotonic() + timeout
-
-    async def drain() -> None:
-        for service in (APILogWorker, EventsWorker):
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            drained = service.drain_all(timeout=left, at_exit=False)
-            if inspect.isawaitable(drained):
-                await drained
-
-    run_coro_as_sync(drain())
 
 
 def reload_settings_from_environment() -> None:

@@ -63,7 +63,6 @@ VARIABLES = (
 )
 
 
-
 def variables_table() -> str:
     """The README's table of the harness's variables, from `VARIABLES`."""
     rows = [f"| `{v.name}` | {v.default} | {v.meaning} |" for v in VARIABLES]

@@ -278,7 +278,7 @@ def test_a_stuck_teardown_never_replaces_the_bodys_exception(
         ({"teardown_timeout": 0}, None, "teardown_timeout must be a positive, finite"),
         ({"teardown_timeout": float("inf")}, None, "got inf"),
         ({"teardown_timeout": "3"}, None, "got '3' (str); pass e.g. teardown_timeout=30"),
-        ({}, "soon", f"{TEARDOWN_ENV}='soon' is not a number of seconds"),
+        ({}, "soon", f"{TEARDOWN_ENV}='soon' must be a number of seconds"),
         ({}, "-1", f"{TEARDOWN_ENV}='-1' must be a positive, finite number of seconds"),
         ({}, "nan", f"set e.g. {TEARDOWN_ENV}=30"),
     ],

@@ -19,7 +19,8 @@ from pathlib import Path
 from prefect_testkit import _prefect as prefect_api
 from prefect_testkit._errors import HarnessConfigError, HarnessStartupError, allocator_errors
 from prefect_testkit._files import copy_private, make_private_dir
-from prefect_testkit._pg_cluster import find_binaries, local_cluster
+from prefect_testkit._pg_binaries import find_binaries
+from prefect_testkit._pg_cluster import local_cluster
 from prefect_testkit._postgres import PostgresServer, configured_server, harness_database
 from prefect_testkit._process import (
     LOG_TAIL_LINES,

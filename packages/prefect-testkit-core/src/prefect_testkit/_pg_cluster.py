@@ -35,7 +35,7 @@ from prefect_testkit._errors import HarnessStartupError, allocator_errors
 from prefect_testkit._files import hold_lock, make_private_dir, open_private, write_private
 
 # Used here and by the harness, which imports it from this module (hence re-exported).
-from prefect_testkit._pg_binaries import find_binaries as find_binaries
+from prefect_testkit._pg_binaries import find_binaries
 from prefect_testkit._postgres import PostgresServer, server_from_url
 from prefect_testkit._process import read_log_tail
 from prefect_testkit_xdist import lock_dir

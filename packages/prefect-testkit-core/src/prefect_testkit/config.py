@@ -99,8 +99,8 @@ def seconds(value: object, source: str, example: str, *, allow_zero: bool = Fals
             f"({type(value).__name__}); {example}"
         )
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = "a number >= 0" if allow_zero else "a positive, finite number"
-        raise HarnessConfigError(f"{source} must be {bound} of seconds, got {value!r}; {example}")
+        bound = "a number of seconds >= 0" if allow_zero else "a positive, finite number of seconds"
+        raise HarnessConfigError(f"{source} must be {bound}, got {value!r}; {example}")
     return float(value)
 
 
@@ -116,7 +116,7 @@ def parse_number(raw: str, source: str, example: str) -> float:
     try:
         return float(raw)
     except ValueError:
-        raise HarnessConfigError(f"{source} is not a number of seconds; {example}") from None
+        raise HarnessConfigError(f"{source} must be a number of seconds; {example}") from None
 
 
 def read_startup_timeout(value: object) -> float:

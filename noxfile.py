@@ -179,6 +179,8 @@ def bench(session: nox.Session) -> None:
 def bazel(session: nox.Session) -> None:
     """Build and test every Bazel target (tools/bazel/README.md); arguments go to `bazel test`.
 
+    Targets among the arguments replace `//...`; flags are added to it.
+
     Needs Bazel 4 on PATH: Debian's `apt-get install -y bazel-bootstrap`. Runs
     `bazel test //...`, which itself makes the tests' virtualenv from
     tools/bazel/requirements.txt on the first run; nothing else is installed.
@@ -188,7 +190,10 @@ def bazel(session: nox.Session) -> None:
             "bazel is not on PATH; install Bazel 4 with `apt-get install -y bazel-bootstrap` "
             "(Debian), then run `nox -s bazel` again"
         )
-    session.run("bazel", "test", "//...", *session.posargs, external=True)
+    # `nox -s bazel -- //packages/prefect-testkit-xdist/... --test_output=all`: targets named
+    # after `--` replace //... (flags alone keep it).
+    named = any(arg.startswith(("//", "@", ":")) for arg in session.posargs)
+    session.run("bazel", "test", *([] if named else ["//..."]), *session.posargs, external=True)
 
 
 SHORT_STORM = "--duration 90 --concurrency 3 --kill-probability 0.3 --seed 1"

@@ -437,7 +437,7 @@ def _is_server_factory(proc: psutil.Process) -> bool:
 
     def factory_cmdline(p: psutil.Process | None) -> bool:
         try:
-            return p is not None and "prefect_testkit._factory" in " ".join(p.cmdline())
+            return p is not None and "prefect_testkit._launch.factory" in " ".join(p.cmdline())
         except psutil.Error:
             return False
 
@@ -455,7 +455,7 @@ def leftover_servers(bench: Bench) -> list[dict[str, Any]]:
     """Processes still alive that this run started (found by the environment marker)."""
     deadline = time.monotonic() + _CLUSTER_GRACE_SECONDS
     while time.monotonic() < deadline and any(
-        "prefect_testkit._pg_supervisor" in " ".join(proc.info["cmdline"] or [])
+        "prefect_testkit._postgres.supervisor" in " ".join(proc.info["cmdline"] or [])
         for proc in psutil.process_iter(["cmdline"])
     ):
         time.sleep(0.2)

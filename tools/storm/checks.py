@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 from sessions import RUN_ID_ENV, SESSION_ID_ENV, SUITE, Session
 
-FACTORY_MODULE = "prefect_testkit._factory"
+FACTORY_MODULE = "prefect_testkit._launch.factory"
 
 
 @dataclass(frozen=True)

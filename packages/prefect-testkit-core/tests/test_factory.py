@@ -19,8 +19,8 @@ import pytest
 from conftest import STARTUP_TIMEOUT, double_flow, wait_until_gone
 
 from prefect_testkit import prefect_test_harness
-from prefect_testkit._factory import factory_paths
-from prefect_testkit._launch import ANSWER_SECONDS, start_factory
+from prefect_testkit._launch.spawn import ANSWER_SECONDS, start_factory
+from prefect_testkit._launch.wire import factory_paths
 
 LOCK_DIR_ENV = "PREFECT_TESTKIT_LOCK_DIR"
 IDLE_ENV = "PREFECT_TESTKIT_FACTORY_IDLE_SECONDS"
@@ -33,7 +33,7 @@ CLIENT = Path(__file__).with_name("factory_client.py")
 def factory_of(server_pid: int) -> psutil.Process:
     factory = psutil.Process(server_pid).parent()
     assert factory is not None
-    assert "prefect_testkit._factory" in " ".join(factory.cmdline())
+    assert "prefect_testkit._launch.factory" in " ".join(factory.cmdline())
     return factory
 
 
@@ -42,9 +42,9 @@ def factories_using(lock_dir: Path) -> list[psutil.Process]:
     found = []
     for process in psutil.process_iter():
         try:
-            if "prefect_testkit._factory" in " ".join(process.cmdline()) and process.environ().get(
-                LOCK_DIR_ENV
-            ) == str(lock_dir):
+            if "prefect_testkit._launch.factory" in " ".join(
+                process.cmdline()
+            ) and process.environ().get(LOCK_DIR_ENV) == str(lock_dir):
                 found.append(process)
         except psutil.Error:
             continue  # gone meanwhile, or another user's

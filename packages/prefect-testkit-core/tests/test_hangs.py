@@ -31,7 +31,7 @@ from prefect_testkit import (
     HarnessTeardownWarning,
     prefect_test_harness,
 )
-from prefect_testkit._template import cache_dir
+from prefect_testkit._sqlite.template import cache_dir
 from prefect_testkit_xdist import list_leases
 
 MODE_ENV = "TESTKIT_HANG"

@@ -15,8 +15,8 @@ from prefect import flow, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from prefect_testkit import HarnessHandle, HarnessStartupError, prefect_test_harness
-from prefect_testkit._protocol import RESET_PATH
-from prefect_testkit._reset import KEPT_TABLES
+from prefect_testkit._server.protocol import RESET_PATH
+from prefect_testkit._server.reset import KEPT_TABLES
 
 SETTINGS = (
     prefect.settings.PREFECT_API_URL,

@@ -18,7 +18,7 @@ from prefect_testkit_xdist import list_leases
 SCRIPT = textwrap.dedent(
     """
     import sys, time
-    import prefect_testkit._process as process
+    import prefect_testkit._launch.process as process
     from prefect_testkit import prefect_test_harness
 
     # Announce the server as soon as it is launched, before it is healthy.

@@ -30,12 +30,12 @@ from prefect_testkit import (
     HarnessStartupError,
     prefect_test_harness,
 )
-from prefect_testkit._pg_cluster import (
+from prefect_testkit._postgres.cluster import (
     ClusterState,
     local_cluster,
     state_dir,
 )
-from prefect_testkit._postgres import (
+from prefect_testkit._postgres.database import (
     DATABASE_PREFIX,
     PostgresServer,
     configured_server,
@@ -184,7 +184,7 @@ HOLDER_SCRIPT = textwrap.dedent(
     """
     import json, sys, time
     from prefect_testkit import prefect_test_harness
-    from prefect_testkit._pg_cluster import ClusterState, state_dir
+    from prefect_testkit._postgres.cluster import ClusterState, state_dir
 
     with prefect_test_harness(120, database="postgresql") as harness:
         state = ClusterState.read(state_dir())

@@ -21,7 +21,7 @@ import pytest
 from conftest import STARTUP_TIMEOUT, wait_until_gone
 
 from prefect_testkit import HarnessHandle, prefect_test_harness
-from prefect_testkit._pg_cluster import (
+from prefect_testkit._postgres.cluster import (
     ClusterState,
     data_root,
     local_cluster,

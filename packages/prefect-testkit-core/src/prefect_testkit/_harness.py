@@ -19,16 +19,16 @@ from pathlib import Path
 from prefect_testkit import _prefect as prefect_api
 from prefect_testkit._errors import HarnessConfigError, HarnessStartupError, allocator_errors
 from prefect_testkit._files import copy_private, make_private_dir
-from prefect_testkit._pg_binaries import find_binaries
-from prefect_testkit._pg_cluster import local_cluster
-from prefect_testkit._postgres import PostgresServer, configured_server, harness_database
-from prefect_testkit._process import (
+from prefect_testkit._launch.process import (
     LOG_TAIL_LINES,
     ServerProcess,
     TeardownWatchdog,
     read_log_tail,
 )
-from prefect_testkit._template import TemplateCache
+from prefect_testkit._postgres.binaries import find_binaries
+from prefect_testkit._postgres.cluster import local_cluster
+from prefect_testkit._postgres.database import PostgresServer, configured_server, harness_database
+from prefect_testkit._sqlite.template import TemplateCache
 from prefect_testkit.config import DEFAULT_STARTUP_TIMEOUT, HarnessConfig, PortRange
 from prefect_testkit_logging import drain_workers
 from prefect_testkit_xdist import lease_directory, lease_port

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from prefect_testkit._errors import HarnessConfigError, HarnessStartupError
-from prefect_testkit._pg_binaries import find_binaries
+from prefect_testkit._postgres.binaries import find_binaries
 from prefect_testkit.config import POSTGRES_URL_ENV
 
 __all__ = ["postgres_unavailable"]

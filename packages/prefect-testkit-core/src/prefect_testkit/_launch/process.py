@@ -29,15 +29,15 @@ from prefect_testkit._errors import (
     HarnessTeardownWarning,
 )
 from prefect_testkit._files import open_private_append
-from prefect_testkit._launch import ForkedChild, ServerChild, launch
-from prefect_testkit._protocol import (
+from prefect_testkit._launch.spawn import ForkedChild, ServerChild, launch
+from prefect_testkit._launch.tombstone import Tombstone
+from prefect_testkit._server.protocol import (
     FLUSH_PATH,
     IDENTITY_HEADER,
     RESET_PATH,
     STACK_DUMP_END,
     STACK_DUMP_SIGNAL,
 )
-from prefect_testkit._tombstone import Tombstone
 from prefect_testkit.config import TEARDOWN_TIMEOUT_ENV
 from prefect_testkit_xdist import PortLease
 

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from prefect_testkit._errors import allocator_errors
-from prefect_testkit._factory import (
+from prefect_testkit._files import open_private_append
+from prefect_testkit._launch.wire import (
     LAUNCH_COMMAND,
     LOCK_FD_ENV,
     SOCKET_ENV,
@@ -23,8 +24,7 @@ from prefect_testkit._factory import (
     send_message,
     usable,
 )
-from prefect_testkit._files import open_private_append
-from prefect_testkit._protocol import LISTEN_FD_ENV, NONCE_ENV, PARENT_PIPE_FD_ENV
+from prefect_testkit._server.protocol import LISTEN_FD_ENV, NONCE_ENV, PARENT_PIPE_FD_ENV
 from prefect_testkit.config import FACTORY_ENV, env_flag, read_factory_idle
 from prefect_testkit_xdist import is_file_locked, try_lock_file
 

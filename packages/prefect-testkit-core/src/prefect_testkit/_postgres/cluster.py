@@ -33,11 +33,11 @@ from pathlib import Path
 
 from prefect_testkit._errors import HarnessStartupError, allocator_errors
 from prefect_testkit._files import hold_lock, make_private_dir, open_private, write_private
+from prefect_testkit._launch.process import read_log_tail
 
 # Used here and by the harness, which imports it from this module (hence re-exported).
-from prefect_testkit._pg_binaries import find_binaries
-from prefect_testkit._postgres import PostgresServer, server_from_url
-from prefect_testkit._process import read_log_tail
+from prefect_testkit._postgres.binaries import find_binaries
+from prefect_testkit._postgres.database import PostgresServer, server_from_url
 from prefect_testkit_xdist import lock_dir
 
 CLUSTER_ROLE = "prefect_testkit"
@@ -131,7 +131,7 @@ def _start_supervisor(directory: Path, binaries: Path, timeout: float) -> Cluste
                 [
                     sys.executable,
                     "-m",
-                    "prefect_testkit._pg_supervisor",
+                    "prefect_testkit._postgres.supervisor",
                     str(directory),
                     str(binaries),
                 ],

@@ -32,7 +32,7 @@ from sqlalchemy.exc import ArgumentError
 
 from prefect_testkit._errors import HarnessConfigError, HarnessStartupError
 from prefect_testkit._files import hold_lock, write_private
-from prefect_testkit._template import cache_dir, migrations_fingerprint
+from prefect_testkit._sqlite.template import cache_dir, migrations_fingerprint
 from prefect_testkit.config import POSTGRES_URL_ENV, mask_password
 from prefect_testkit_xdist import worker_identity
 
@@ -210,7 +210,7 @@ def _migrate(database_url: str) -> None:
         }
         try:
             done = subprocess.run(
-                [sys.executable, "-m", "prefect_testkit._pg_migrate"],
+                [sys.executable, "-m", "prefect_testkit._postgres.migrate"],
                 env=env,
                 capture_output=True,
                 text=True,

@@ -1,4 +1,4 @@
-"""``python -m prefect_testkit._pg_migrate``: migrate the configured database to head.
+"""``python -m prefect_testkit._postgres.migrate``: migrate the configured database to head.
 
 A child of the harness, so that Prefect's server modules are never imported into the
 test process just to build a template.

@@ -1,4 +1,4 @@
-"""``python -m prefect_testkit._pg_supervisor STATE_DIR BINARIES``: start the local cluster.
+"""``python -m prefect_testkit._postgres.supervisor STATE_DIR BINARIES``: start the local cluster.
 
 Started by the first harness that needs a local PostgreSQL (see ``_pg_cluster``). It
 leases a port, initialises the data directory on first use, runs ``postgres`` as its
@@ -26,7 +26,7 @@ from types import FrameType
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from prefect_testkit._files import make_private_dir, write_private
-from prefect_testkit._pg_cluster import (
+from prefect_testkit._postgres.cluster import (
     CLUSTER_ROLE,
     ClusterState,
     cluster_password,
@@ -34,7 +34,7 @@ from prefect_testkit._pg_cluster import (
     major_version,
     service_user,
 )
-from prefect_testkit._postgres import DATABASE_PREFIX, TEMPLATE_PREFIX, drop_database
+from prefect_testkit._postgres.database import DATABASE_PREFIX, TEMPLATE_PREFIX, drop_database
 from prefect_testkit_xdist import HeldFileLock, lease_port, try_lock_file
 
 IDLE_SECONDS = 2.0

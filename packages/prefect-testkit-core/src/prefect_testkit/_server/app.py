@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from types import FrameType
 from typing import Any
 
-from prefect_testkit._protocol import (
+from prefect_testkit._server.protocol import (
     FLUSH_PATH,
     IDENTITY_HEADER,
     LISTEN_FD_ENV,
@@ -32,7 +32,7 @@ from prefect_testkit._protocol import (
     STACK_DUMP_END,
     STACK_DUMP_SIGNAL,
 )
-from prefect_testkit._reset import empty_database, wait_for_quiet_message_bus
+from prefect_testkit._server.reset import empty_database, wait_for_quiet_message_bus
 from prefect_testkit.config import SQLITE_IMMEDIATE_ENV, env_flag
 
 # After the parent dies, uvicorn gets this long to shut down before a hard exit.

@@ -1,0 +1,1 @@
+"""The SQLite backend: the migrated template database, cached per Prefect version."""

@@ -13,7 +13,8 @@ def _dist_info_files_impl(ctx):
     output = ctx.actions.declare_directory(ctx.attr.dir)
     ctx.actions.run(
         executable = ctx.executable._python,
-        arguments = [ctx.file._script.path, ctx.file.pyproject.path, output.path],
+        arguments = [ctx.file._script.path, ctx.file.pyproject.path, output.path] +
+                    ["--requires=" + name for name in ctx.attr.requires],
         inputs = [ctx.file._script, ctx.file.pyproject],
         outputs = [output],
         mnemonic = "DistInfo",
@@ -26,6 +27,7 @@ _dist_info_files = rule(
     attrs = {
         "dir": attr.string(mandatory = True),
         "pyproject": attr.label(mandatory = True, allow_single_file = [".toml"]),
+        "requires": attr.string_list(),
         "_python": attr.label(
             default = "@prefect_testkit_venv//:python3",
             executable = True,
@@ -36,23 +38,46 @@ _dist_info_files = rule(
     },
 )
 
-def dist_info(name, pyproject = "pyproject.toml", **kwargs):
+def dist_info(name, pyproject = "pyproject.toml", requires = [], **kwargs):
     """A py_library holding the installed metadata that `pyproject` describes.
 
     Args:
       name: the target name; the metadata lands in the directory <name>_site of this package.
       pyproject: the pyproject.toml whose [project] name, version, entry points and scripts
         are written.
+      requires: the sibling distributions (packages/<name>) the package's Bazel library
+        depends on: the build fails unless they are exactly the path dependencies
+        ("name @ {root:parent:uri}/...") of `pyproject`.
       **kwargs: passed to the py_library (visibility, ...).
     """
     _dist_info_files(
         name = name + "_files",
         dir = name + "_site",
         pyproject = pyproject,
+        requires = requires,
     )
     native.py_library(
         name = name,
         data = [":" + name + "_files"],
         imports = [name + "_site"],
+        **kwargs
+    )
+
+def py_package(name, deps = [], **kwargs):
+    """The py_library of a distribution under packages/, with its metadata (`:dist_info`).
+
+    The library depends on `:dist_info`, made from the package's pyproject.toml, which also
+    checks that the sibling packages among `deps` are those its pyproject.toml depends on.
+
+    Args:
+      name: the py_library's name.
+      deps: the py_library's dependencies (other packages' libraries).
+      **kwargs: passed to the py_library (srcs, data, imports, visibility, ...).
+    """
+    siblings = [dep.split(":")[0].split("/")[-1] for dep in deps if dep.startswith("//packages/")]
+    dist_info(name = "dist_info", requires = siblings)
+    native.py_library(
+        name = name,
+        deps = [":dist_info"] + deps,
         **kwargs
     )

@@ -1,12 +1,16 @@
 """Write a distribution's installed metadata from its pyproject.toml (tools/bazel/dist_info.bzl).
 
-dist_info.py PYPROJECT OUTPUT_DIR
+dist_info.py PYPROJECT OUTPUT_DIR [--requires=NAME]...
 
 Creates OUTPUT_DIR/<name>-<version>.dist-info/ with METADATA (name, version) and
 entry_points.txt (every [project.entry-points.<group>] table, [project.scripts] as
 console_scripts and [project.gui-scripts] as gui_scripts), the files pip would have written, so
 that importlib.metadata (pytest's pytest11 plugins, `prefect-testkit clean`'s cleanup hooks,
 version lookups) sees the package as installed.
+
+It first checks that the NAMEs of --requires, the sibling packages the Bazel library depends
+on, are exactly the path dependencies of pyproject.toml ("name @ {root:parent:uri}/..."), so
+that the two dependency lists cannot drift apart.
 """
 
 from __future__ import annotations
@@ -21,11 +25,24 @@ except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
 
-def main(pyproject: Path, output: Path) -> int:
+def main(pyproject: Path, output: Path, requires: list[str]) -> int:
     project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
     name, version = project.get("name"), project.get("version")
     if not name or not version:
         print(f"{pyproject}: [project] needs a static name and version", file=sys.stderr)
+        return 1
+    siblings = {
+        dep.partition("@")[0].strip()
+        for dep in project.get("dependencies", [])
+        if "{root:parent:uri}" in dep
+    }
+    if siblings != set(requires):
+        print(
+            f"{pyproject.parent}/BUILD.bazel: the library depends on the packages "
+            f"{sorted(requires)}, but {pyproject} on {sorted(siblings)}: "
+            "make the deps of its py_package match",
+            file=sys.stderr,
+        )
         return 1
     groups: dict[str, dict[str, str]] = dict(project.get("entry-points", {}))
     for key, group in (("scripts", "console_scripts"), ("gui-scripts", "gui_scripts")):
@@ -47,4 +64,6 @@ def main(pyproject: Path, output: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2])))
+    positional = [arg for arg in sys.argv[1:] if not arg.startswith("--requires=")]
+    names = [arg.removeprefix("--requires=") for arg in sys.argv[1:] if arg not in positional]
+    sys.exit(main(Path(positional[0]), Path(positional[1]), names))

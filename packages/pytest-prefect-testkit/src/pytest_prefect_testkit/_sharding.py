@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from prefect_testkit_xdist import AllocatorConfigError, worker_identity
+
 BAZEL_TOTAL_ENV = "TEST_TOTAL_SHARDS"
 BAZEL_INDEX_ENV = "TEST_SHARD_INDEX"
 BAZEL_STATUS_FILE_ENV = "TEST_SHARD_STATUS_FILE"
@@ -60,26 +62,23 @@ def parse_shard(raw: str) -> ShardSpec:
 
 
 def bazel_shard() -> ShardSpec | None:
-    """The shard Bazel asked for through ``TEST_TOTAL_SHARDS``/``TEST_SHARD_INDEX``, if any."""
-    total_raw = os.environ.get(BAZEL_TOTAL_ENV, "").strip()
-    index_raw = os.environ.get(BAZEL_INDEX_ENV, "").strip()
-    if not total_raw and not index_raw:
-        return None
-    if not total_raw or not index_raw:
-        missing = BAZEL_TOTAL_ENV if not total_raw else BAZEL_INDEX_ENV
-        raise ValueError(
-            f"{BAZEL_TOTAL_ENV}={total_raw!r} and {BAZEL_INDEX_ENV}={index_raw!r}: "
-            f"{missing} is missing; Bazel sets both (shard_count on the test rule), so set "
-            "both or neither"
-        )
+    """The shard Bazel asked for through ``TEST_TOTAL_SHARDS``/``TEST_SHARD_INDEX``, if any.
+
+    Read through the allocator's worker identity, the one parser of those variables.
+    """
     try:
-        total, index = int(total_raw), int(index_raw)
-    except ValueError:
+        identity = worker_identity()
+    except AllocatorConfigError as exc:
+        raise ValueError(str(exc)) from None
+    index, total = identity.shard_index, identity.shard_total
+    if index is None and total is None:
+        return None
+    if index is None or total is None:
+        missing = BAZEL_TOTAL_ENV if total is None else BAZEL_INDEX_ENV
         raise ValueError(
-            f"{BAZEL_TOTAL_ENV}={total_raw!r} and {BAZEL_INDEX_ENV}={index_raw!r} must be "
-            "integers (Bazel sets them from shard_count)"
-        ) from None
-    _validate(index, total, f"{BAZEL_INDEX_ENV}={index_raw}, {BAZEL_TOTAL_ENV}={total_raw}")
+            f"{missing} is missing beside {BAZEL_INDEX_ENV if total is None else BAZEL_TOTAL_ENV}"
+            "; Bazel sets both (shard_count on the test rule), so set both or neither"
+        )
     return ShardSpec(index, total, "Bazel")
 
 

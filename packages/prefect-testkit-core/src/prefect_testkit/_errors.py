@@ -9,13 +9,12 @@ original chained, so that callers never need to know that package's classes.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 from prefect_testkit_xdist import (
     AllocatorConfigError,
     AllocatorError,
-    LeaseRecord,
     LockDirError,
     PoolExhaustedError,
 )
@@ -58,8 +57,11 @@ class LockDirectoryError(HarnessConfigError):
         return (type(self), (str(self), self.path))
 
 
-class LeasePoolExhaustedError(HarnessStartupError):
+class LeasePoolExhaustedError(HarnessStartupError, PoolExhaustedError):
     """No port or harness directory became free in time; the message names the holders.
+
+    The allocator's error with the harness's type: its data and pickling are the
+    allocator's, and ``except HarnessStartupError`` catches it.
 
     Attributes:
         pool: what was exhausted, e.g. ``ports 8000-8999``.
@@ -67,23 +69,6 @@ class LeasePoolExhaustedError(HarnessStartupError):
         holders: the live leases holding the pool (pid, command line, age, worker).
         waited: the seconds waited (``PREFECT_TESTKIT_LEASE_TIMEOUT``).
     """
-
-    def __init__(
-        self,
-        message: str,
-        pool: str,
-        holders: Sequence[LeaseRecord],
-        waited: float,
-        port_range: range | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.pool = pool
-        self.holders = tuple(holders)
-        self.waited = waited
-        self.port_range = port_range
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (str(self), self.pool, self.holders, self.waited, self.port_range))
 
 
 # Tracebacks and reprs name the import path users have, not this private module.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 
 from prefect_testkit_xdist import (
     AllocatorConfigError,
@@ -40,21 +39,16 @@ class HarnessTeardownWarning(RuntimeWarning):
     """Leaving the harness overran its bound while the body's exception propagated."""
 
 
-class LockDirectoryError(HarnessConfigError):
+class LockDirectoryError(LockDirError, HarnessConfigError):
     """The lock directory (``PREFECT_TESTKIT_LOCK_DIR``) is unusable or unsafe.
+
+    The allocator's error with the harness's type (listed first, so that its data and
+    pickling are the allocator's), and ``except HarnessConfigError`` catches it.
 
     Attributes:
         path: the directory or file that was refused: the lock directory, its parent,
             a subdirectory or a lock file in it.
     """
-
-    def __init__(self, message: str, path: Path) -> None:
-        super().__init__(message)
-        self.path = path
-
-    def __reduce__(self) -> tuple[object, ...]:
-        # Pickling rebuilds an exception from its args: keep the data.
-        return (type(self), (str(self), self.path))
 
 
 class LeasePoolExhaustedError(HarnessStartupError, PoolExhaustedError):
@@ -88,6 +82,8 @@ def allocator_errors() -> Iterator[None]:
     """Re-raise the lease allocator's errors as the harness's own, chained to the original."""
     try:
         yield
+    except (LeasePoolExhaustedError, LockDirectoryError):
+        raise  # already the harness's own (a nested block): keep the one chain
     except PoolExhaustedError as exc:
         raise LeasePoolExhaustedError(
             str(exc), exc.pool, exc.holders, exc.waited, exc.port_range

@@ -257,6 +257,7 @@ def _running_server(
             prefect_api.server_environment(auth_string),
             directory / "server.log",
             config.startup_timeout,
+            use_factory=config.server_factory,
         )
         try:
             kept = (

@@ -135,7 +135,13 @@ class ServerProcess:
     """A Prefect API server serving a leased, already bound socket in a child process."""
 
     def __init__(
-        self, port_lease: PortLease, env: Mapping[str, str], log_path: Path, timeout: float
+        self,
+        port_lease: PortLease,
+        env: Mapping[str, str],
+        log_path: Path,
+        timeout: float,
+        *,
+        use_factory: bool,
     ) -> None:
         self.port = port_lease.port
         self.api_url = f"http://127.0.0.1:{self.port}/api"
@@ -166,6 +172,7 @@ class ServerProcess:
                     log.fileno(),
                     self._nonce,
                     self._deadline,
+                    use_factory=use_factory,
                 )
         except BaseException:
             os.close(self._parent_write)

@@ -25,7 +25,6 @@ from prefect_testkit._launch.wire import (
     usable,
 )
 from prefect_testkit._server.protocol import LISTEN_FD_ENV, NONCE_ENV, PARENT_PIPE_FD_ENV
-from prefect_testkit.config import FACTORY_ENV, env_flag, read_factory_idle
 from prefect_testkit_xdist import is_file_locked, try_lock_file
 
 # Exit status reported when the factory vanished before it could tell us the real one.
@@ -107,11 +106,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def factory_enabled() -> bool:
-    read_factory_idle()  # the factory reads it: a bad value fails here, in the harness
-    return env_flag(FACTORY_ENV, default=True) and sys.platform != "win32"
-
-
 def launch(
     env: Mapping[str, str],
     listen_fd: int,
@@ -119,9 +113,11 @@ def launch(
     log_fd: int,
     nonce: str,
     deadline: float,
+    *,
+    use_factory: bool,
 ) -> ServerChild:
-    """Start a server child, from the factory when possible."""
-    if factory_enabled():
+    """Start a server child, from the factory when ``use_factory`` and possible."""
+    if use_factory and sys.platform != "win32":
         paths = factory_paths()
         if usable(paths):
             forked = _fork_from_factory(

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -9,14 +8,18 @@ from prefect import flow, get_run_logger, task
 from prefect.context import get_run_context
 from prefect.exceptions import MissingContextError
 from prefect.logging import disable_run_logger
+from prefect.tasks import Task
 
 from prefect_testkit_logging import call_fn, missing_context_hint
 
-RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
-
 
 def run_loggers_disabled() -> bool:
-    return all(logging.getLogger(name).disabled for name in RUN_LOGGERS)
+    """Whether get_run_logger() outside a run is silent, as this Prefect release decides it."""
+    try:
+        get_run_logger()
+    except MissingContextError:
+        return False
+    return True
 
 
 @task
@@ -68,12 +71,6 @@ class Calculator:
     def shift_flow(self, x: int) -> int:
         get_run_logger().info("shifting in a flow")
         return x + self.offset
-
-    @task
-    @classmethod
-    def describe(cls, suffix: str) -> str:
-        get_run_logger().info("describing")
-        return cls.__name__ + suffix
 
 
 def test_sync_task_body_runs_with_run_logger_disabled() -> None:
@@ -144,9 +141,22 @@ def test_bound_method_task_gets_its_instance() -> None:
     assert call_fn(Calculator(offset=1).shift, 5) == 6
 
 
-def test_bound_method_flow_and_classmethod_task() -> None:
+def test_bound_method_flow() -> None:
     assert call_fn(Calculator(offset=3).shift_flow, 1) == 4
-    assert call_fn(Calculator.describe, "!") == "Calculator!"
+
+
+@pytest.mark.skipif(
+    not hasattr(Task, "isclassmethod"), reason="@task over @classmethod arrived in Prefect 3.2"
+)
+def test_classmethod_task() -> None:
+    class Described:
+        @task
+        @classmethod
+        def describe(cls, suffix: str) -> str:
+            get_run_logger().info("describing")
+            return cls.__name__ + suffix
+
+    assert call_fn(Described.describe, "!") == "Described!"
 
 
 def test_generator_task_is_driven_with_the_logger_disabled() -> None:

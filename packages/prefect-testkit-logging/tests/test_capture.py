@@ -160,7 +160,6 @@ def test_capture_and_caplog_bridge_work_without_propagation(
     # caplog got every record the capture got, each exactly once.
     run_records = [record for record in caplog.records if record.name in RUN_LOGGERS]
     assert [record.getMessage() for record in run_records] == capture.messages()
-    assert caplog.record_tuples[0][0] == "prefect.flow_runs"
 
 
 def test_without_a_bridge_a_root_handler_misses_run_logs_when_propagation_is_off() -> None:
@@ -265,6 +264,20 @@ def test_disabled_run_logger_is_reported_clearly() -> None:
     assert not logging.getLogger("prefect.flow_runs").disabled
 
 
+def _prefect_disables_the_run_loggers() -> bool:
+    with disable_run_logger():
+        return logging.getLogger(RUN_LOGGERS[0]).disabled
+
+
+# Prefect 3.0-3.1's disable_run_logger() switches `prefect.flow_run`/`prefect.task_run`,
+# which no run record passes through: records keep flowing, so there is nothing to notice.
+silences_run_logs = pytest.mark.skipif(
+    not _prefect_disables_the_run_loggers(),
+    reason="this Prefect's disable_run_logger() does not silence run logs (3.0-3.1)",
+)
+
+
+@silences_run_logs
 def test_prefects_own_disable_run_logger_is_noticed_too() -> None:
     with capture_prefect_logs() as capture:
         disabled_at_start = capture.run_logger_disabled_during_capture
@@ -277,6 +290,7 @@ def test_prefects_own_disable_run_logger_is_noticed_too() -> None:
     assert "disabled during this capture" in str(excinfo.value)
 
 
+@silences_run_logs
 def test_disabled_before_the_capture_started_counts() -> None:
     with disable_run_logger(), capture_prefect_logs() as capture:
         pass

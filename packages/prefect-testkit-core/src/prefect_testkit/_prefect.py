@@ -4,24 +4,49 @@ and the server's transaction setup. (Its background workers are drained by
 
 Everything here depends on how a Prefect release works inside, not only on its public
 API; keeping it in one module is what lets the toolkit follow Prefect's releases in one
-place. (Emptying the database inside the server is the server-side counterpart, in
-`_reset.py`.)
+place. Every difference between the Prefect 3 releases the toolkit supports (3.0 to 3.9)
+is decided here, by capability rather than by version number, and each check names the
+releases it serves. (Emptying the database inside the server is the server-side
+counterpart, in `_server/reset.py`; the logging package has its own `_prefect.py`.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import sys
+from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import prefect
 import prefect.context
 import prefect.settings
 
 if TYPE_CHECKING:
+    from prefect.server.database.interface import PrefectDBInterface
     from prefect.settings.legacy import Setting
+
+#: Whether the API can require an auth string (PREFECT_API_AUTH_STRING: 3.1+). On 3.0 a
+#: harness's server answers any local client, as Prefect's own does.
+API_AUTH_SUPPORTED = hasattr(prefect.settings, "PREFECT_API_AUTH_STRING")
+
+# 3.0's ephemeral app runs no server services, so task runs and events would never reach
+# the database: its server runs as a full one, with the services a test has no use for off
+# (3.1+ run exactly the ephemeral set). A value the user set wins.
+_LOOP_SERVICES_OFF_3_0 = {
+    f"PREFECT_API_SERVICES_{name}_ENABLED": "false"
+    for name in (
+        "SCHEDULER",
+        "LATE_RUNS",
+        "PAUSE_EXPIRATIONS",
+        "CANCELLATION_CLEANUP",
+        "FLOW_RUN_NOTIFICATIONS",
+        "FOREMAN",
+    )
+}
 
 # Where a test server's defaults differ from Prefect's; a value the user set wins.
 SERVER_DEFAULTS = {
@@ -58,10 +83,12 @@ def server_settings(home: Path, database_url: str) -> Iterator[None]:
 def _client_defaults() -> dict[Setting, object]:
     """Settings of the test process where the harness's defaults differ from Prefect's."""
     defaults: dict[Setting, object] = {}
-    if "heartbeat_frequency" not in prefect.settings.get_current_settings().flows.model_fields_set:
+    heartbeat = getattr(prefect.settings, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY", None)  # 3.6+
+    flows = prefect.settings.get_current_settings().flows
+    if heartbeat is not None and "heartbeat_frequency" not in flows.model_fields_set:
         # Every flow run joins its heartbeat thread on exit, which sleeps in 1 s steps:
         # about a second per flow. Set PREFECT_FLOWS_HEARTBEAT_FREQUENCY to keep them.
-        defaults[prefect.settings.PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
+        defaults[heartbeat] = None
     return defaults
 
 
@@ -89,22 +116,14 @@ def server_environment(auth_string: str | None) -> dict[str, str]:
 @contextlib.contextmanager
 def client_settings(api_url: str, auth_string: str | None, port: int) -> Iterator[None]:
     """Point every Prefect client of this process at the harness's server."""
+    updates: dict[Setting, object] = {prefect.settings.PREFECT_API_URL: api_url}
+    if API_AUTH_SUPPORTED:
+        updates[prefect.settings.PREFECT_API_AUTH_STRING] = auth_string
     with contextlib.ExitStack() as stack:
-        stack.enter_context(
-            prefect.settings.temporary_settings(
-                updates={
-                    prefect.settings.PREFECT_API_URL: api_url,
-                    prefect.settings.PREFECT_API_AUTH_STRING: auth_string,
-                }
-            )
-        )
+        stack.enter_context(prefect.settings.temporary_settings(updates=updates))
         # Contexts copied before the harness started (an IsolatedAsyncioTestCase built at
         # collection time, say) read the process-global settings: point those at us too.
-        stack.enter_context(
-            prefect.context._temporary_global_settings_context(
-                prefect.context.get_settings_context()
-            )
-        )
+        stack.enter_context(_global_settings_context(prefect.context.get_settings_context()))
         stack.enter_context(_registered_as_default_server(port))
         yield
 
@@ -136,9 +155,86 @@ def _registered_as_default_server(port: int) -> Iterator[None]:
                 registry[key] = previous
 
 
+@contextlib.contextmanager
+def _global_settings_context(settings_context: Any) -> Iterator[None]:
+    """Replace the process-global settings context for the duration."""
+    replace = getattr(prefect.context, "_temporary_global_settings_context", None)  # 3.8+
+    if replace is not None:
+        with replace(settings_context):
+            yield
+        return
+    saved = prefect.context.GLOBAL_SETTINGS_CONTEXT  # 3.0-3.7: the same swap, by hand
+    prefect.context.GLOBAL_SETTINGS_CONTEXT = settings_context
+    try:
+        yield
+    finally:
+        prefect.context.GLOBAL_SETTINGS_CONTEXT = saved
+
+
 def reload_settings_from_environment() -> None:
     """Make a forked server read its settings again: the factory imported Prefect earlier."""
-    prefect.context.refresh_global_settings_context()
+    refresh = getattr(prefect.context, "refresh_global_settings_context", None)  # 3.6+
+    if refresh is not None:
+        refresh()
+    else:  # 3.0-3.5: what refresh does
+        prefect.context.GLOBAL_SETTINGS_CONTEXT = prefect.context.root_settings_context()
+
+
+def create_server_app() -> Any:
+    """Prefect's API app as a harness serves it, with the services that record runs."""
+    from prefect.server.api.server import create_app
+
+    if "final" in inspect.signature(create_app).parameters:  # 3.1+
+        # final: the last app this process builds, so Prefect need not copy its routes.
+        return create_app(ephemeral=True, final=True)
+    for name, value in _LOOP_SERVICES_OFF_3_0.items():
+        os.environ.setdefault(name, value)
+    reload_settings_from_environment()
+    _count_message_bus_traffic()
+    return create_app(ephemeral=False)
+
+
+def _count_message_bus_traffic() -> None:
+    """Count what the in-memory bus publishes and consumes where Prefect does not (3.0).
+
+    3.1+ keep `memory.METRICS`: published per delivery to a subscription, consumed once a
+    handler finished with the message. This counts the same, under the same name.
+    """
+    from prefect.server.utilities.messaging import memory
+
+    if hasattr(memory, "METRICS"):
+        return
+    metrics: dict[str, dict[str, int]] = defaultdict(lambda: {"published": 0, "consumed": 0})
+    deliver, run = memory.Subscription.deliver, memory.Consumer.run
+
+    async def counted_deliver(self: Any, message: Any) -> None:
+        metrics[self.topic.name]["published"] += 1
+        await deliver(self, message)
+
+    async def counted_run(self: Any, handler: Any) -> None:
+        async def counted_handler(message: Any) -> None:
+            await handler(message)
+            metrics[self.topic.name]["consumed"] += 1
+
+        await run(self, counted_handler)
+
+    memory.Subscription.deliver = counted_deliver  # type: ignore[method-assign]
+    memory.Consumer.run = counted_run  # type: ignore[method-assign]
+    memory.METRICS = metrics
+
+
+def provide_database_interface() -> PrefectDBInterface:
+    """The server's database interface (`prefect.server.database` re-exports it from 3.1)."""
+    from prefect.server.database.dependencies import provide_database_interface
+
+    return provide_database_interface()
+
+
+def migrations_directory() -> Path:
+    """Where Prefect keeps its database migrations: `_migrations` since 3.1, `migrations` before."""
+    database = Path(prefect.__file__).parent / "server" / "database"
+    renamed = database / "_migrations"
+    return renamed if renamed.is_dir() else database / "migrations"
 
 
 def begin_sqlite_transactions_immediate() -> None:

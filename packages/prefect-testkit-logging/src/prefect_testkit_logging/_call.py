@@ -11,7 +11,7 @@ from prefect.exceptions import MissingContextError
 from prefect.flows import Flow
 from prefect.tasks import Task
 
-from prefect_testkit_logging._util import RUN_LOGGER_NAMES
+from prefect_testkit_logging._prefect import RUN_LOGGER_SWITCHES, is_classmethod
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -32,7 +32,7 @@ def _run_logger_disabled() -> Iterator[None]:
     global _disable_depth
     with _disable_lock:
         if _disable_depth == 0:
-            for name in RUN_LOGGER_NAMES:
+            for name in RUN_LOGGER_SWITCHES:
                 logger = logging.getLogger(name)
                 _disable_saved[name] = logger.disabled
                 logger.disabled = True
@@ -43,7 +43,7 @@ def _run_logger_disabled() -> Iterator[None]:
         with _disable_lock:
             _disable_depth -= 1
             if _disable_depth == 0:
-                for name in RUN_LOGGER_NAMES:
+                for name in RUN_LOGGER_SWITCHES:
                     logging.getLogger(name).disabled = _disable_saved.pop(name, False)
 
 
@@ -137,7 +137,7 @@ def call_fn(obj: object, /, *args: Any, **kwargs: Any) -> Any:
     # Prefect binds methods by setting these on the wrapped function (Task.__get__,
     # Flow.__get__) and prepends them in get_call_parameters; mirror that exactly so the
     # body sees the same arguments as under the engine.
-    if obj.isclassmethod and hasattr(fn, "__prefect_cls__"):
+    if is_classmethod(obj) and hasattr(fn, "__prefect_cls__"):
         args = (fn.__prefect_cls__, *args)
     elif hasattr(fn, "__prefect_self__"):
         args = (fn.__prefect_self__, *args)

@@ -5,8 +5,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
-from prefect.logging.configuration import ensure_logging_setup
-
+from prefect_testkit_logging._prefect import ensure_logging_setup
 from prefect_testkit_logging._util import run_log_entry_loggers
 
 HandlerSource = Callable[[], Iterable[logging.Handler]]

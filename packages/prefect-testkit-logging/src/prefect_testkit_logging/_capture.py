@@ -7,11 +7,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from prefect.logging.configuration import ensure_logging_setup
-
 from prefect_testkit_logging import _watch
+from prefect_testkit_logging._prefect import RUN_LOGGER_NAMES, ensure_logging_setup
 from prefect_testkit_logging._util import (
-    RUN_LOGGER_NAMES,
     coerce_level,
     coerce_uuid,
     record_uuid,

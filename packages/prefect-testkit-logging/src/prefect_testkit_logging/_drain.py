@@ -28,6 +28,8 @@ def drain_workers(timeout: float | None = None, *, events: bool = True) -> None:
     from prefect.logging.handlers import APILogWorker
     from prefect.utilities.asyncutils import run_coro_as_sync
 
+    from prefect_testkit_logging._prefect import drain_all
+
     services = (APILogWorker, EventsWorker) if events else (APILogWorker,)
     deadline = None if timeout is None else time.monotonic() + timeout
 
@@ -35,7 +37,7 @@ def drain_workers(timeout: float | None = None, *, events: bool = True) -> None:
         for service in services:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             # A coroutine here, where a loop runs; concurrent futures' wait elsewhere.
-            drained = service.drain_all(timeout=left, at_exit=False)
+            drained = drain_all(service, left)
             if inspect.isawaitable(drained):
                 await drained
 

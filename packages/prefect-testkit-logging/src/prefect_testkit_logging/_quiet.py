@@ -3,9 +3,8 @@ from __future__ import annotations
 import logging
 from types import TracebackType
 
-from prefect.logging.configuration import ensure_logging_setup
-
-from prefect_testkit_logging._util import RUN_LOGGER_NAMES, coerce_level
+from prefect_testkit_logging._prefect import RUN_LOGGER_NAMES, ensure_logging_setup
+from prefect_testkit_logging._util import coerce_level
 
 # Loggers whose records are user output rather than Prefect chatter: the run loggers (and
 # their children) and prefect.extra, which Prefect uses to forward PREFECT_LOGGING_EXTRA_LOGGERS.

@@ -11,6 +11,7 @@ from uuid import UUID
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.client.schemas.sorting import LogSort
+from prefect.utilities.asyncutils import run_coro_as_sync
 
 from prefect_testkit_logging._drain import drain_workers
 from prefect_testkit_logging._util import coerce_uuid
@@ -83,21 +84,12 @@ def read_run_logs(
     are included. Reads every page. With ``include_task_runs=False`` only the flow run's
     own lines are returned. Logs of subflows belong to the subflow's own run id.
     """
-    log_filter = _check_args(flow_run_id, include_task_runs, drain_timeout)
-    drain_workers(drain_timeout, events=False)
-    collected: list[Log] = []
-    with get_client(sync_client=True) as client:
-        while True:
-            page = client.read_logs(
-                log_filter=log_filter,
-                limit=PAGE_SIZE,
-                offset=len(collected),
-                sort=LogSort.TIMESTAMP_ASC,
-            )
-            collected.extend(page)
-            if len(page) < PAGE_SIZE:
-                break
-    return _finish(collected, include_task_runs)
+    # Through the async client on Prefect's own loop: the sync client reads logs only
+    # since Prefect 3.1, and one implementation serves both entry points.
+    coro = aread_run_logs(
+        flow_run_id, include_task_runs=include_task_runs, drain_timeout=drain_timeout
+    )
+    return run_coro_as_sync(coro)
 
 
 async def aread_run_logs(

@@ -3,9 +3,7 @@ from __future__ import annotations
 import logging
 from uuid import UUID
 
-#: The loggers behind ``get_run_logger()``: ``flow_run_logger`` and ``task_run_logger`` in
-#: ``prefect/logging/loggers.py`` build their adapters on exactly these two names.
-RUN_LOGGER_NAMES: tuple[str, str] = ("prefect.flow_runs", "prefect.task_runs")
+from prefect_testkit_logging._prefect import RUN_LOGGER_NAMES
 
 
 def coerce_level(level: object, *, argument: str = "level") -> int:

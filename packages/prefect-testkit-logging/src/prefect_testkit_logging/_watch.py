@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from prefect_testkit_logging._util import RUN_LOGGER_NAMES
+from prefect_testkit_logging._prefect import RUN_LOGGER_NAMES
 
 Listener = Callable[[str], None]
 

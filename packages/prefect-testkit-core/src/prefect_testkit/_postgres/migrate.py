@@ -10,7 +10,7 @@ import asyncio
 
 
 async def _migrate() -> None:
-    from prefect.server.database import provide_database_interface
+    from prefect_testkit._prefect import provide_database_interface
 
     db = provide_database_interface()
     await db.create_db()

@@ -158,14 +158,13 @@ def serve(listen_fd: int, parent_pipe_fd: int, nonce: str) -> None:
 
     # Imported after the watchdog is running: importing the server takes seconds.
     import uvicorn
-    from prefect.server.api.server import create_app
 
-    from prefect_testkit._prefect import begin_sqlite_transactions_immediate
+    from prefect_testkit._prefect import begin_sqlite_transactions_immediate, create_server_app
 
     if env_flag(SQLITE_IMMEDIATE_ENV, default=True):
         begin_sqlite_transactions_immediate()
     listener = socket.socket(fileno=listen_fd)
-    app = _TestkitApp(create_app(ephemeral=True, final=True), nonce)
+    app = _TestkitApp(create_server_app(), nonce)
     config = uvicorn.Config(app, log_level="error", lifespan="on", timeout_graceful_shutdown=2)
     uvicorn.Server(config).run(sockets=[listener])
 

@@ -72,7 +72,8 @@ async def empty_database() -> None:
 
 async def _delete_rows() -> None:
     import sqlalchemy as sa
-    from prefect.server.database import provide_database_interface
+
+    from prefect_testkit._prefect import provide_database_interface
 
     db = provide_database_interface()
     tables = [t for t in db.Base.metadata.sorted_tables if t.name not in KEPT_TABLES]

@@ -18,6 +18,7 @@ import prefect
 
 from prefect_testkit._errors import HarnessConfigError, allocator_errors
 from prefect_testkit._files import copy_private, hold_lock, make_private_dir, open_private
+from prefect_testkit._prefect import migrations_directory
 from prefect_testkit.config import CACHE_DIR_ENV, read_cache_dir
 from prefect_testkit_xdist import HeldFileLock, lock_dir
 
@@ -42,7 +43,7 @@ def cache_dir() -> Path:
 
 def migrations_fingerprint(dialect: str) -> str:
     """Prefect's version and its migration files for a dialect: a template is valid for both."""
-    versions = Path(prefect.__file__).parent / "server/database/_migrations/versions" / dialect
+    versions = migrations_directory() / "versions" / dialect
     digest = hashlib.sha256(prefect.__version__.encode())
     for migration in sorted(versions.glob("*.py")):
         digest.update(migration.name.encode())

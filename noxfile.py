@@ -4,6 +4,7 @@ nox -s demo        run the example project's tests with the toolkit
 nox -s tests       test each package alone, then the cross-package tests
 nox -s lint        ruff check and format check (and buildifier, when npm can install it)
 nox -s typecheck   mypy --strict on every package's src/
+nox -s build       a wheel and an sdist of every package into dist/, checked (tools/release)
 nox -s bench       the toolkit against Prefect's own harness, side by side (tools/bench)
 nox -s storm       concurrent pytest -n 2 sessions, some SIGKILLed, then checks (tools/storm)
 nox -s bazel       bazel test //... (tools/bazel)
@@ -33,14 +34,39 @@ PACKAGES = sorted(p.name for p in PACKAGES_DIR.iterdir() if (p / "pyproject.toml
 CROSS_PACKAGE = "cross-package"
 
 
+def siblings(name: str) -> list[str]:
+    """The packages of packages/ that package `name` requires (at the monorepo's version)."""
+    config = tomllib.loads((PACKAGES_DIR / name / "pyproject.toml").read_text())
+    hook = config.get("tool", {}).get("hatch", {}).get("metadata", {}).get("hooks", {})
+    return list(hook.get("custom", {}).get("siblings", []))
+
+
+def local_packages(*names: str) -> list[str]:
+    """The paths of these packages of packages/ and of every sibling they require, recursively.
+
+    A package requires its siblings pinned to the monorepo version (`name==X.Y.Z`, VERSION);
+    with their paths in the same install, pip and uv take them from here, never from a
+    package index (which may hold an unrelated package of that name).
+    """
+    found: set[str] = set()
+    pending = list(names)
+    while pending:
+        name = pending.pop()
+        if name not in found:
+            found.add(name)
+            pending += siblings(name)
+    return [str(PACKAGES_DIR / name) for name in sorted(found)]
+
+
 def dependency_group(project: Path, group: str) -> list[str]:
     """A pyproject dependency group, with this repository's packages resolved to their paths."""
     groups = tomllib.loads((project / "pyproject.toml").read_text())["dependency-groups"]
-    return [str(PACKAGES_DIR / req) if req in PACKAGES else req for req in groups[group]]
+    named = [req for req in groups[group] if req in PACKAGES]
+    return [req for req in groups[group] if req not in PACKAGES] + local_packages(*named)
 
 
 def all_packages() -> list[str]:
-    return [str(PACKAGES_DIR / name) for name in PACKAGES]
+    return local_packages(*PACKAGES)
 
 
 # Asked of prefect_testkit.testing inside the session's virtualenv, after the install:
@@ -72,8 +98,8 @@ def tests(session: nox.Session, target: str) -> None:
         return
     package = PACKAGES_DIR / target
     # Not editable: the tests import what a user would install, so a file missing from
-    # the wheel or an undeclared dependency fails here.
-    session.install(str(package), *dependency_group(package, "test"))
+    # the wheel or an undeclared dependency fails here. Its siblings come from packages/.
+    session.install(*dict.fromkeys([*local_packages(target), *dependency_group(package, "test")]))
     if target != "prefect-testkit-xdist":  # the only package without the harness
         log_postgresql_note(session)
     session.chdir(package)
@@ -151,6 +177,14 @@ def typecheck(session: nox.Session) -> None:
     session.install(*all_packages(), *dependency_group(ROOT, "typecheck"))
     for name in PACKAGES:
         session.run("mypy", str(PACKAGES_DIR / name / "src"))
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Build every package's sdist and wheel into dist/; check them (tools/release)."""
+    session.install(*dependency_group(ROOT, "release"))
+    script = ROOT / "tools" / "release" / "distributions.py"
+    session.run("python", str(script), "--out", str(ROOT / "dist"), *session.posargs)
 
 
 @nox.session

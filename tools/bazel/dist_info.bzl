@@ -4,18 +4,23 @@ Bazel puts src/ on sys.path instead of installing the package, so importlib.meta
 know it: pytest, which finds plugins through the "pytest11" entry point group, would not load
 pytest-prefect-testkit, and `prefect-testkit clean` would not find core's
 "prefect_testkit.cleanup" hook. An action (dist_info.py) reads the package's pyproject.toml and
-writes what an install would have written, <dir>/<name>-<version>.dist-info/{METADATA,
-entry_points.txt}, and a py_library puts <dir> on sys.path: the package is then seen exactly as
-from a wheel. Nothing is copied by hand: changing pyproject.toml changes the metadata.
+the repository's VERSION (the monorepo's one version) and writes what an install would have
+written, <dir>/<name>-<version>.dist-info/{METADATA, entry_points.txt}, and a py_library puts
+<dir> on sys.path: the package is then seen exactly as from a wheel. Nothing is copied by hand:
+changing pyproject.toml or VERSION changes the metadata.
 """
 
 def _dist_info_files_impl(ctx):
     output = ctx.actions.declare_directory(ctx.attr.dir)
     ctx.actions.run(
         executable = ctx.executable._python,
-        arguments = [ctx.file._script.path, ctx.file.pyproject.path, output.path] +
-                    ["--requires=" + name for name in ctx.attr.requires],
-        inputs = [ctx.file._script, ctx.file.pyproject],
+        arguments = [
+            ctx.file._script.path,
+            ctx.file.pyproject.path,
+            ctx.file._version.path,
+            output.path,
+        ] + ["--requires=" + name for name in ctx.attr.requires],
+        inputs = [ctx.file._script, ctx.file.pyproject, ctx.file._version],
         outputs = [output],
         mnemonic = "DistInfo",
         progress_message = "Writing the installed metadata of %s" % ctx.file.pyproject.short_path,
@@ -35,6 +40,8 @@ _dist_info_files = rule(
             cfg = "exec",
         ),
         "_script": attr.label(default = Label("//tools/bazel:dist_info.py"), allow_single_file = True),
+        # The monorepo's one version, every package's (each pyproject.toml's [tool.hatch.version]).
+        "_version": attr.label(default = Label("//:VERSION"), allow_single_file = True),
     },
 )
 
@@ -43,11 +50,11 @@ def dist_info(name, pyproject = "pyproject.toml", requires = [], **kwargs):
 
     Args:
       name: the target name; the metadata lands in the directory <name>_site of this package.
-      pyproject: the pyproject.toml whose [project] name, version, entry points and scripts
-        are written.
+      pyproject: the pyproject.toml whose [project] name, entry points and scripts are
+        written, with the version of //:VERSION.
       requires: the sibling distributions (packages/<name>) the package's Bazel library
-        depends on: the build fails unless they are exactly the path dependencies
-        ("name @ {root:parent:uri}/...") of `pyproject`.
+        depends on: the build fails unless they are exactly the `siblings` of `pyproject`'s
+        [tool.hatch.metadata.hooks.custom].
       **kwargs: passed to the py_library (visibility, ...).
     """
     _dist_info_files(

@@ -1,16 +1,18 @@
 """Write a distribution's installed metadata from its pyproject.toml (tools/bazel/dist_info.bzl).
 
-dist_info.py PYPROJECT OUTPUT_DIR [--requires=NAME]...
+dist_info.py PYPROJECT VERSION_FILE OUTPUT_DIR [--requires=NAME]...
 
-Creates OUTPUT_DIR/<name>-<version>.dist-info/ with METADATA (name, version) and
+The version is the monorepo's, VERSION_FILE's first line (the repository's VERSION, which every
+pyproject.toml reads through [tool.hatch.version]). Creates
+OUTPUT_DIR/<name>-<version>.dist-info/ with METADATA (name, version) and
 entry_points.txt (every [project.entry-points.<group>] table, [project.scripts] as
 console_scripts and [project.gui-scripts] as gui_scripts), the files pip would have written, so
 that importlib.metadata (pytest's pytest11 plugins, `prefect-testkit clean`'s cleanup hooks,
 version lookups) sees the package as installed.
 
 It first checks that the NAMEs of --requires, the sibling packages the Bazel library depends
-on, are exactly the path dependencies of pyproject.toml ("name @ {root:parent:uri}/..."), so
-that the two dependency lists cannot drift apart.
+on, are exactly the `siblings` of pyproject.toml's [tool.hatch.metadata.hooks.custom] (which
+its hatch_build.py pins to the version), so that the two dependency lists cannot drift apart.
 """
 
 from __future__ import annotations
@@ -25,17 +27,20 @@ except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
 
-def main(pyproject: Path, output: Path, requires: list[str]) -> int:
-    project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
-    name, version = project.get("name"), project.get("version")
-    if not name or not version:
-        print(f"{pyproject}: [project] needs a static name and version", file=sys.stderr)
+def main(pyproject: Path, version_file: Path, output: Path, requires: list[str]) -> int:
+    config = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    project = config["project"]
+    name = project.get("name")
+    version = version_file.read_text(encoding="utf-8").strip()
+    if not name or "version" not in project.get("dynamic", []) or not version:
+        print(
+            f"{pyproject}: [project] needs a static name and a dynamic version "
+            f"(the monorepo's, {version_file})",
+            file=sys.stderr,
+        )
         return 1
-    siblings = {
-        dep.partition("@")[0].strip()
-        for dep in project.get("dependencies", [])
-        if "{root:parent:uri}" in dep
-    }
+    hooks = config.get("tool", {}).get("hatch", {}).get("metadata", {}).get("hooks", {})
+    siblings = set(hooks.get("custom", {}).get("siblings", []))
     if siblings != set(requires):
         print(
             f"{pyproject.parent}/BUILD.bazel: the library depends on the packages "
@@ -66,4 +71,4 @@ def main(pyproject: Path, output: Path, requires: list[str]) -> int:
 if __name__ == "__main__":
     positional = [arg for arg in sys.argv[1:] if not arg.startswith("--requires=")]
     names = [arg.removeprefix("--requires=") for arg in sys.argv[1:] if arg not in positional]
-    sys.exit(main(Path(positional[0]), Path(positional[1]), names))
+    sys.exit(main(Path(positional[0]), Path(positional[1]), Path(positional[2]), names))

@@ -55,7 +55,7 @@ def version() -> str:
 
 def packages() -> dict[str, Path]:
     """Each package of packages/: its canonical distribution name and its directory."""
-    found = {}
+    found: dict[str, Path] = {}
     for pyproject in sorted(PACKAGES_DIR.glob("*/pyproject.toml")):
         name = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["name"]
         found[canonicalize_name(name)] = pyproject.parent
@@ -118,10 +118,10 @@ def problems(out: Path, expected_version: str) -> list[str]:
         else:
             files[name][kind] = path
     requirements: dict[Path, set[str]] = {}
-    for name, built in files.items():
+    for package, built in files.items():
         for kind in ("wheel", "sdist"):
             if kind not in built:
-                found.append(f"{name}: no {kind} in {out}")
+                found.append(f"{package}: no {kind} in {out}")
         for path in built.values():
             metadata = read_metadata(path)
             if metadata["Version"] != expected_version:
@@ -137,7 +137,7 @@ def problems(out: Path, expected_version: str) -> list[str]:
                 ):
                     found.append(f"{path.name}: {text!r} is not pinned to =={expected_version}")
         if len(built) == 2 and requirements[built["wheel"]] != requirements[built["sdist"]]:
-            found.append(f"{name}: the wheel's requirements differ from the sdist's")
+            found.append(f"{package}: the wheel's requirements differ from the sdist's")
     return found
 
 

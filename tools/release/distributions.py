@@ -2,7 +2,7 @@
 
     python tools/release/distributions.py [--out DIR] [--no-twine]
 
-The monorepo has one version, the first line of the repository's VERSION file. Every package
+The monorepo has one version, the repository's VERSION file (one line). Every package
 reads it ([tool.hatch.version] in its pyproject.toml), and a package with siblings (other
 packages of packages/) requires each of them at exactly that version: its hatch_build.py
 appends `<sibling>==<version>` to the dependencies of [tool.hatch.metadata.hooks.custom].
@@ -19,7 +19,7 @@ This script, run with `build` (and `twine`) installed:
 4. runs `twine check --strict` on them (not with --no-twine).
 
 It exits non-zero, naming each problem, when a check fails. tests/test_distributions.py runs it
-(--no-twine) and installs the result from DIR alone.
+as the session does and installs the result from DIR alone.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ HOOK = "hatch_build.py"
 
 
 def version() -> str:
-    """The monorepo version: VERSION's first line, which must be a normalized PEP 440 version."""
+    """The monorepo version: VERSION's text, which must be a normalized PEP 440 version."""
     text = VERSION_FILE.read_text(encoding="utf-8").strip()
     if str(Version(text)) != text:
         raise ValueError(f"{VERSION_FILE}: {text!r} is not normalized, write {Version(text)}")

@@ -3,14 +3,24 @@ from __future__ import annotations
 import base64
 import time
 
+import prefect
 import psutil
+import pytest
 from prefect import flow, get_run_logger, task
 
 from prefect_testkit import HarnessHandle
+from prefect_testkit._prefect import API_AUTH_SUPPORTED
 
 # Generous: a cold start (no template, no server factory) on a loaded 2-core machine,
 # as under Bazel where every test target has its own lock directory, can take 30 s.
 STARTUP_TIMEOUT = 120
+
+# Prefect 3.0's sync Variable.set and create_markdown_artifact leave a client socket open,
+# with its own harness too: a bug of that release, tolerated there only.
+tolerates_prefect_3_0_socket_leaks = pytest.mark.filterwarnings(
+    f"{'ignore' if prefect.__version__.startswith('3.0.') else 'error'}"
+    "::pytest.PytestUnraisableExceptionWarning"
+)
 
 
 def wait_until_gone(pid: int, within: float = 10.0) -> bool:
@@ -40,6 +50,9 @@ def double_flow(x: int) -> int:
 
 def auth_headers(harness: HarnessHandle) -> dict[str, str]:
     """What Prefect's client sends: the harness's auth string as HTTP Basic credentials."""
+    if not API_AUTH_SUPPORTED:  # Prefect 3.0: no auth string, an open API
+        assert harness.api_auth_string is None
+        return {}
     assert harness.api_auth_string is not None
     token = base64.b64encode(harness.api_auth_string.encode()).decode()
     return {"Authorization": f"Basic {token}"}

@@ -11,12 +11,23 @@ import pytest
 from conftest import STARTUP_TIMEOUT, auth_headers, double_flow
 
 from prefect_testkit import prefect_test_harness
+from prefect_testkit._prefect import API_AUTH_SUPPORTED
 
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+@pytest.mark.skipif(API_AUTH_SUPPORTED, reason="this Prefect has an API auth string")
+def test_without_prefects_auth_setting_the_api_is_open() -> None:
+    """Prefect 3.0 has no PREFECT_API_AUTH_STRING: the harness's auth is off (README)."""
+    with prefect_test_harness(STARTUP_TIMEOUT) as harness:
+        assert double_flow(2) == 4
+        assert harness.api_auth_string is None
+        assert httpx.post(f"{harness.api_url}/flows/filter", timeout=10).status_code == 200
+
+
+@pytest.mark.skipif(not API_AUTH_SUPPORTED, reason="Prefect 3.0 has no API auth string")
 @pytest.mark.parametrize("factory", ["true", "false"])
 def test_the_api_needs_the_harness_credential_which_stays_private(
     factory: str, monkeypatch: pytest.MonkeyPatch

@@ -16,6 +16,7 @@ from prefect_testkit._errors import (
     HarnessTeardownWarning,
     LeasePoolExhaustedError,
     LockDirectoryError,
+    PrefectCompatibilityWarning,
 )
 from prefect_testkit.config import DATABASE_BACKENDS, HarnessConfig
 
@@ -32,6 +33,7 @@ __all__ = [
     "HarnessTeardownWarning",
     "LeasePoolExhaustedError",
     "LockDirectoryError",
+    "PrefectCompatibilityWarning",
     "prefect_test_harness",
 ]
 

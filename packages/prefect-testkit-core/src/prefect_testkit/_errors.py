@@ -39,6 +39,15 @@ class HarnessTeardownWarning(RuntimeWarning):
     """Leaving the harness overran its bound while the body's exception propagated."""
 
 
+class PrefectCompatibilityWarning(UserWarning):
+    """An installed library is outside the range this Prefect release was tested with.
+
+    Old Prefect releases fail with today's web libraries (an HTTP 422 or 500 from the test
+    server, an import error); the message names each library, its range and the install
+    command of the working set (the ``prefect-3-N`` extra of prefect-testkit-core).
+    """
+
+
 class LockDirectoryError(LockDirError, HarnessConfigError):
     """The lock directory (``PREFECT_TESTKIT_LOCK_DIR``) is unusable or unsafe.
 

@@ -138,6 +138,7 @@ def prefect_test_harness(
         teardown_timeout=teardown_timeout,
     )
     postgres = _check_database_backend(config)
+    prefect_api.check_working_set()
     # 3.0 has no API auth string: the option is off there (README, support table).
     auth = config.api_auth and prefect_api.API_AUTH_SUPPORTED
     auth_string = secrets.token_urlsafe(32) if auth else None

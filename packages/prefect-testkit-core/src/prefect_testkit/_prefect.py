@@ -13,17 +13,24 @@ counterpart, in `_server/reset.py`; the logging package has its own `_prefect.py
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import os
 import sys
+import warnings
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import prefect
 import prefect.context
 import prefect.settings
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+from prefect_testkit._errors import PrefectCompatibilityWarning
 
 if TYPE_CHECKING:
     from prefect.server.database.interface import PrefectDBInterface
@@ -90,6 +97,47 @@ def _client_defaults() -> dict[Setting, object]:
         # about a second per flow. Set PREFECT_FLOWS_HEARTBEAT_FREQUENCY to keep them.
         defaults[heartbeat] = None
     return defaults
+
+
+@functools.cache
+def check_working_set() -> None:
+    """Warn, once per process, when a library is outside this Prefect minor's working set.
+
+    The ranges are core's `prefect-3-N` extras (pyproject.toml), read from the installed
+    metadata: the one record of which web libraries each Prefect minor needs.
+    """
+    version = Version(prefect.__version__)
+    extra = f"prefect-{version.major}-{version.minor}"
+    outside = working_set_mismatches(metadata.requires("prefect-testkit-core") or [], extra)
+    if outside:
+        warnings.warn(
+            PrefectCompatibilityWarning(
+                f"Prefect {prefect.__version__} was tested with other versions of "
+                f"{', '.join(outside)}; its test server may fail (HTTP 422 or 500 answers, "
+                f"import errors). Install its working set: "
+                f'pip install "prefect-testkit-core[{extra}]"'
+            ),
+            stacklevel=2,
+        )
+
+
+def working_set_mismatches(requirements: list[str], extra: str) -> list[str]:
+    """The installed libraries outside the ranges that `extra` of `requirements` pins."""
+    outside = []
+    for line in requirements:
+        requirement = Requirement(line)
+        marker = requirement.marker
+        if marker is None or requirement.name == "prefect" or not marker.evaluate({"extra": extra}):
+            continue
+        try:
+            installed = metadata.version(requirement.name)
+        except metadata.PackageNotFoundError:
+            continue
+        if not requirement.specifier.contains(installed, prereleases=True):
+            outside.append(
+                f"{requirement.name} ({installed} installed, {requirement.specifier} needed)"
+            )
+    return outside
 
 
 def server_environment(auth_string: str | None) -> dict[str, str]:

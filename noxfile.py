@@ -9,6 +9,7 @@ nox -s bench       the toolkit against Prefect's own harness, side by side (tool
 nox -s storm       concurrent pytest -n 2 sessions, some SIGKILLed, then checks (tools/storm)
 nox -s bazel       bazel test //... (tools/bazel)
 nox -s buildifier  check the Bazel files' format and lint (buildifier from npm)
+nox -s compat      every package and a flow suite on each Prefect 3 minor x Python (tools/compat)
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
+import time
 from pathlib import Path
 
 import nox
@@ -245,3 +248,48 @@ def storm(session: nox.Session) -> None:
     session.install(*all_packages(), *dependency_group(ROOT, "test"))
     args = session.posargs or SHORT_STORM.split()
     session.run("python", str(ROOT / "tools" / "storm" / "run.py"), *args)
+
+
+# The compatibility matrix (tools/compat/README.md): its cells, and the code of a cell.
+sys.path.insert(0, str(ROOT / "tools"))
+from compat import cell as compat_cell  # noqa: E402
+from compat import matrix as compat_matrix  # noqa: E402
+from compat import report as compat_report_  # noqa: E402
+
+COMPAT_CELLS = [
+    nox.param(
+        compat_matrix.find_python(cell.python),
+        cell,
+        id=cell.id,
+        tags=[compat_matrix.EDGES_TAG] if cell in compat_matrix.edges() else [],
+    )
+    for cell in compat_matrix.cells()
+]
+
+
+@nox.session
+@nox.parametrize(["python", "cell"], COMPAT_CELLS)
+def compat(session: nox.Session, cell: compat_matrix.Cell) -> None:
+    """One Prefect x Python cell: every package's tests and the flow suite three ways.
+
+    `-- --smoke`: the flow suite only; `-t compat-edges`: the oldest and newest cells.
+    """
+    session.notify("compat_report", posargs=[])
+    options = compat_cell.parse_options(session.posargs)
+    tools = [req for name in PACKAGES for req in dependency_group(PACKAGES_DIR / name, "test")]
+    started = time.monotonic()
+    try:
+        session.install(*compat_cell.requirements(cell, all_packages(), tools))
+    except nox.command.CommandFailed:
+        compat_cell.install_failed(session, cell, options, time.monotonic() - started)
+    installed = time.monotonic() - started
+    if not options.smoke or options.package:
+        log_postgresql_note(session)
+    packages = {name: PACKAGES_DIR / name for name in PACKAGES}
+    compat_cell.run(session, cell, options, packages, installed)
+
+
+@nox.session(venv_backend="none")
+def compat_report(session: nox.Session) -> None:
+    """The matrix's table from the cells' last results; merged into tools/compat/latest.json."""
+    print(compat_report_.main(compat_cell.written or [Path(p) for p in session.posargs]))

@@ -13,14 +13,25 @@ import pytest_prefect_testkit
 from prefect_testkit_xdist import lease_port
 
 ISOLATION_CHECK = """
+from prefect import get_client
+from prefect.utilities.asyncutils import run_coro_as_sync
+
+
+def api(method, **kwargs):
+    # The async client from sync code: Prefect 3.0's sync client lacks most of these calls.
+    async def call():
+        async with get_client() as client:
+            return await getattr(client, method)(**kwargs)
+
+    return run_coro_as_sync(call())
+
+
 def assert_empty(client):
     assert client.read_flow_runs() == []
     assert client.read_task_runs() == []
-    assert client.read_deployments() == []
-    assert client.read_variables() == []
-    assert client.read_block_documents() == []
-    assert client.read_logs() == []
-    assert client.read_artifacts() == []
+    for read in ("read_deployments", "read_variables", "read_block_documents", "read_logs",
+                 "read_artifacts"):
+        assert api(read) == [], read
 """
 
 AUTOUSE_SUITE = {
@@ -30,19 +41,19 @@ AUTOUSE_SUITE = {
         from prefect.artifacts import create_markdown_artifact
         from prefect.blocks.system import Secret
         from prefect.variables import Variable
-        from flows import make
+        from flows import api, make
 
         def test_leaves_runs_deployments_blocks_variables(sync_prefect_client, prefect_harness):
             import prefect.settings
             assert prefect.settings.PREFECT_API_URL.value() == prefect_harness.api_url
             assert make(1) == 2 and make(2) == 4
             flow_id = sync_prefect_client.read_flow_runs()[0].flow_id
-            sync_prefect_client.create_deployment(flow_id=flow_id, name="leftover")
+            api("create_deployment", flow_id=flow_id, name="leftover")
             Variable.set("leftover", "x")
             Secret(value="s3cr3t").save("leftover-secret")
             flow(lambda: create_markdown_artifact("# leftover", key="leftover"), name="art")()
             assert len(sync_prefect_client.read_flow_runs()) == 3
-            assert len(sync_prefect_client.read_artifacts()) == 1
+            assert len(api("read_artifacts")) == 1
         """,
     "test_2_isolated": """
         import pytest
@@ -171,7 +182,7 @@ def test_autouse_session_harness_in_strict_asyncio_mode(pytester: pytest.Pyteste
     result.assert_outcomes(passed=16, failed=2)
     result.stdout.fnmatch_lines(
         [
-            "prefect-testkit: Prefect 3.9.*; server: started lazily by the first test*",
+            "prefect-testkit: Prefect 3.*; server: started lazily by the first test*",
             "prefect-testkit: database: */dirs/<worker>_harness_<n>/prefect.db (kept after the "
             "run); harness for: every test",
             "*_ test_fails_after_a_flow _*",

@@ -4,7 +4,9 @@ dist_info.py PYPROJECT VERSION_FILE OUTPUT_DIR [--requires=NAME]...
 
 The version is the monorepo's, VERSION_FILE's first line (the repository's VERSION, which every
 pyproject.toml reads through [tool.hatch.version]). Creates
-OUTPUT_DIR/<name>-<version>.dist-info/ with METADATA (name, version) and
+OUTPUT_DIR/<name>-<version>.dist-info/ with METADATA (name, version, Requires-Dist and
+Provides-Extra as a wheel's: the dependencies, each sibling `==<version>` as hatch_build.py
+pins it, and each extra's requirements with `extra == "<extra>"`) and
 entry_points.txt (every [project.entry-points.<group>] table, [project.scripts] as
 console_scripts and [project.gui-scripts] as gui_scripts), the files pip would have written, so
 that importlib.metadata (pytest's pytest11 plugins, `prefect-testkit clean`'s cleanup hooks,
@@ -39,9 +41,10 @@ def main(pyproject: Path, version_file: Path, output: Path, requires: list[str])
             file=sys.stderr,
         )
         return 1
-    hooks = config.get("tool", {}).get("hatch", {}).get("metadata", {}).get("hooks", {})
-    siblings = set(hooks.get("custom", {}).get("siblings", []))
-    if siblings != set(requires):
+    hook = config.get("tool", {}).get("hatch", {}).get("metadata", {}).get("hooks", {})
+    hook = hook.get("custom", {})
+    siblings = list(hook.get("siblings", []))
+    if set(siblings) != set(requires):
         print(
             f"{pyproject.parent}/BUILD.bazel: the library depends on the packages "
             f"{sorted(requires)}, but {pyproject} on {sorted(siblings)}: "
@@ -56,8 +59,18 @@ def main(pyproject: Path, version_file: Path, output: Path, requires: list[str])
     stem = re.sub(r"[-_.]+", "_", name).lower()
     info = output / f"{stem}-{version}.dist-info"
     info.mkdir(parents=True)
+    fields = [("Metadata-Version", "2.1"), ("Name", name), ("Version", version)]
+    dependencies = project.get("dependencies", hook.get("dependencies", []))
+    fields += [("Requires-Dist", dep) for dep in dependencies]
+    fields += [("Requires-Dist", f"{sibling}=={version}") for sibling in siblings]
+    for extra, extra_requirements in project.get("optional-dependencies", {}).items():
+        fields.append(("Provides-Extra", extra))
+        for requirement in extra_requirements:
+            spec, _, marker = requirement.partition(";")
+            condition = f"({marker.strip()}) and " if marker.strip() else ""
+            fields.append(("Requires-Dist", f'{spec.strip()}; {condition}extra == "{extra}"'))
     (info / "METADATA").write_text(
-        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", encoding="utf-8"
+        "".join(f"{key}: {value}\n" for key, value in fields), encoding="utf-8"
     )
     lines = []
     for group in sorted(groups):

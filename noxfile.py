@@ -261,7 +261,7 @@ COMPAT_CELLS = [
         compat_matrix.find_python(cell.python),
         cell,
         id=cell.id,
-        tags=[compat_matrix.EDGES_TAG] if cell in compat_matrix.edges() else [],
+        tags=compat_matrix.tags(cell),
     )
     for cell in compat_matrix.cells()
 ]

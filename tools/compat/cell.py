@@ -149,7 +149,7 @@ def git_state() -> dict[str, Any]:
         done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
         return done.stdout.strip() if done.returncode == 0 else ""
 
-    dirty = git("status", "--porcelain", "--", "packages", "tools/compat")
+    dirty = git("status", "--porcelain", "--", "packages", "tools/compat", ":!*latest.json")
     return {"commit": git("rev-parse", "--short", "HEAD") or None, "dirty": bool(dirty)}
 
 

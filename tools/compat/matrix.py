@@ -73,6 +73,12 @@ def edges() -> list[Cell]:
     return chosen
 
 
+def tags(cell: Cell) -> list[str]:
+    """nox tags, to select cells: `nox -t compat-prefect-3.4.25`, `-t compat-py3.13`."""
+    edge = [EDGES_TAG] if cell in edges() else []
+    return [f"compat-prefect-{cell.prefect}", f"compat-py{cell.python}", *edge]
+
+
 def _version_key(path: str) -> tuple[int, ...]:
     """(3, 10, 13) for .../versions/3.10.13/bin/python3.10: the highest patch wins."""
     found = re.search(r"(\d+)\.(\d+)\.(\d+)", path)

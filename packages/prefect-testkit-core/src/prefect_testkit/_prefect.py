@@ -79,12 +79,33 @@ def server_settings(home: Path, database_url: str) -> Iterator[None]:
             prefect.settings.temporary_settings(
                 updates={
                     prefect.settings.PREFECT_HOME: str(home),
+                    **_paths_under(home),
                     prefect.settings.PREFECT_SERVER_DATABASE_CONNECTION_URL: database_url,
                     **_client_defaults(),
                 }
             )
         )
         yield
+
+
+def _paths_under(home: Path) -> dict[Setting, object]:
+    """The paths Prefect derives from PREFECT_HOME (results, memo store), unless set.
+
+    3.0 and 3.9 derive them again from a temporary PREFECT_HOME; releases between (3.6,
+    for one) keep the ones derived from the user's home, and results would be written
+    to ~/.prefect/storage. Set explicitly, they are right on every release.
+    """
+    settings = prefect.settings.get_current_settings()
+    derived = {
+        prefect.settings.PREFECT_LOCAL_STORAGE_PATH: (settings.results, "local_storage_path"),
+        prefect.settings.PREFECT_MEMO_STORE_PATH: (settings.server, "memo_store_path"),
+    }
+    names = {"local_storage_path": "storage", "memo_store_path": "memo_store.toml"}  # Prefect's
+    return {
+        setting: home / names[field]
+        for setting, (group, field) in derived.items()
+        if field not in group.model_fields_set
+    }
 
 
 def _client_defaults() -> dict[Setting, object]:

@@ -14,8 +14,10 @@ nox -s compat      every package and a flow suite on each Prefect 3 minor x Pyth
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import platform
 import shutil
 import sys
 import time
@@ -204,12 +206,22 @@ def bench(session: nox.Session) -> None:
     """Benchmark the toolkit against Prefect's prefect_test_harness (tools/bench/run.py).
 
     Default: the full run of issue 6 (3 repetitions, 200 three-task flows per harness);
-    pass ``-- --quick`` for a smoke run or ``-- --help`` for the options.
+    pass ``-- --quick`` for a smoke run or ``-- --help`` for the options, and
+    ``-- --prefect 3.0.11`` to measure on a release of the compatibility matrix (with its
+    working set) instead of the newest Prefect.
     """
+    parser = argparse.ArgumentParser(prog="nox -s bench --", add_help=False)
+    parser.add_argument("--prefect", choices=compat_matrix.PREFECT_VERSIONS)
+    options, args = parser.parse_known_args(session.posargs)
     # Not editable: measure what a user would install.
     # The root "test" group brings pytest, pytest-xdist and psutil; matplotlib draws the chart.
-    session.install(*all_packages(), *dependency_group(ROOT, "test"), "matplotlib")
-    session.run("python", str(ROOT / "tools" / "bench" / "run.py"), *session.posargs)
+    tools = [*dependency_group(ROOT, "test"), "matplotlib"]
+    if options.prefect:
+        cell = compat_matrix.Cell(options.prefect, platform.python_version())
+        session.install(*compat_cell.requirements(cell, all_packages(), tools))
+    else:
+        session.install(*all_packages(), *tools)
+    session.run("python", str(ROOT / "tools" / "bench" / "run.py"), *args)
 
 
 @nox.session(venv_backend="none")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import operator
 import os
 import sys
 import warnings
@@ -96,16 +97,16 @@ def _paths_under(home: Path) -> dict[Setting, object]:
     to ~/.prefect/storage. Set explicitly, they are right on every release.
     """
     settings = prefect.settings.get_current_settings()
-    derived = {
-        prefect.settings.PREFECT_LOCAL_STORAGE_PATH: (settings.results, "local_storage_path"),
-        prefect.settings.PREFECT_MEMO_STORE_PATH: (settings.server, "memo_store_path"),
+    names = {  # Prefect's own names under the home
+        prefect.settings.PREFECT_LOCAL_STORAGE_PATH: "storage",
+        prefect.settings.PREFECT_MEMO_STORE_PATH: "memo_store.toml",
     }
-    names = {"local_storage_path": "storage", "memo_store_path": "memo_store.toml"}  # Prefect's
-    return {
-        setting: home / names[field]
-        for setting, (group, field) in derived.items()
-        if field not in group.model_fields_set
-    }
+    updates: dict[Setting, object] = {}
+    for setting, name in names.items():
+        group, field = setting.accessor.rsplit(".", 1)  # e.g. "results", "local_storage_path"
+        if field not in operator.attrgetter(group)(settings).model_fields_set:
+            updates[setting] = home / name
+    return updates
 
 
 def _client_defaults() -> dict[Setting, object]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -77,7 +78,7 @@ def test_flows_run_against_the_harness_and_everything_is_restored() -> None:
     assert wait_until_gone(harness.server_pid, within=0.5)
     assert snapshot_settings() == before
     # The log written just before the flow returned was drained into the server.
-    with sqlite3.connect(harness.database_file) as db:
+    with closing(sqlite3.connect(harness.database_file)) as db:
         messages = [row[0] for row in db.execute("select message from log")]
     assert "last words of double_flow(21)" in messages
     assert harness.log_path.is_file()
@@ -160,7 +161,7 @@ def test_reset_database_leaves_an_empty_database_and_a_working_server() -> None:
 
         harness.reset_database()
 
-        with sqlite3.connect(harness.database_file) as db:
+        with closing(sqlite3.connect(harness.database_file)) as db:
             tables = [
                 row[0] for row in db.execute("select name from sqlite_master where type='table'")
             ]

@@ -1,9 +1,9 @@
 """The matrix's table: the cells' results printed, and merged into a JSON file.
 
-`nox -s compat_report` runs after the cells of `nox -s compat` (each cell asks for it). Full
+`nox -s compat_report` runs after the cells of `nox -s compat` (each cell asks for it). The
 cells are merged into tools/compat/latest.json, the record the support table is written
-from; smoke cells (`-- --smoke`, `--package`) into .nox/compat/smoke.json. A cell's entry
-replaces the one of its last run; the other cells' entries stay as they were.
+from: its `full` list holds each cell's last full run, its `smoke` list each cell's last
+`--smoke` or `--package` run; the other cells' entries stay as they were.
 
     python -m compat.report [RESULT.json ...]   (from tools/; default: every cell's last result)
 """
@@ -21,7 +21,7 @@ from . import cell as cells_
 from . import matrix
 
 LATEST = Path(__file__).resolve().parent / "latest.json"
-SMOKE = cells_.ROOT / ".nox" / "compat" / "smoke.json"
+MODES = ("full", "smoke")  # a cell's last result of each is kept
 SHORT = {"prefect-testkit-core": "core", "prefect-testkit-logging": "logging"}
 SHORT |= {"prefect-testkit-xdist": "xdist", cells_.PLUGIN: "plugin"}
 
@@ -75,20 +75,20 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def merge(path: Path, results: list[dict[str, Any]]) -> None:
-    """Replace these cells' entries in the JSON file at `path`; keep the others."""
-    known: dict[str, dict[str, Any]] = {}
-    if path.is_file():
-        known = {entry["cell"]: entry for entry in json.loads(path.read_text())["cells"]}
-    known |= {r["cell"]: r for r in results}
+    """Replace these cells' entries in the JSON file at `path`, each in its mode's list."""
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    sections = {mode: {e["cell"]: e for e in data.get(mode, [])} for mode in MODES}
+    for result in results:
+        sections[result["mode"]][result["cell"]] = result
     data = {
-        "about": "nox -s compat: one entry per Prefect x Python cell, from its last run "
-        "(tools/compat/README.md)",
+        "about": "nox -s compat: for each Prefect x Python cell, its last full run (every "
+        "package's tests and the flow suite) and its last smoke run (tools/compat/README.md)",
         "updated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "excluded": [
             {"prefect": prefect, "python": python, "why": why}
             for (prefect, python), why in matrix.EXCLUDED.items()
         ],
-        "cells": order(known.values()),
+        **{mode: order(sections[mode].values()) for mode in MODES},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")
@@ -99,18 +99,9 @@ def main(paths: list[Path]) -> str:
     results = load(paths or sorted(cells_.RESULTS.glob("*.json")))
     if not results:
         return f"no compat results in {cells_.RESULTS}: run `nox -s compat` first"
-    full = [r for r in results if r["mode"] == "full"]
-    smoke = [r for r in results if r["mode"] == "smoke"]
-    written = []
-    if full:
-        merge(LATEST, full)
-        written.append(str(LATEST))
-    if smoke:
-        merge(SMOKE, smoke)
-        written.append(str(SMOKE))
+    merge(LATEST, results)
     ok = sum(1 for r in results if r["ok"])
-    footer = f"{ok}/{len(results)} cells passed; written to {' and '.join(written)}"
-    return f"{table(results)}\n\n{footer}"
+    return f"{table(results)}\n\n{ok}/{len(results)} cells passed; written to {LATEST}"
 
 
 if __name__ == "__main__":

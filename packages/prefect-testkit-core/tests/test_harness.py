@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import shutil
 import sqlite3
 from contextlib import closing
@@ -183,3 +184,5 @@ def test_reset_database_leaves_an_empty_database_and_a_working_server() -> None:
 
         forged = httpx.post(f"http://127.0.0.1:{harness.port}{RESET_PATH}", timeout=5)
         assert forged.status_code == 403
+    # Collected here, where the marker tolerates Prefect 3.0's leak, not in a later test.
+    gc.collect()

@@ -23,6 +23,8 @@ STARTUP = "--prefect-startup-timeout=240"
 # Prefect's own async flow engine leaves a client socket open when a pytest-asyncio loop
 # closes (reproduced with the core harness alone, without this plugin), and Prefect 3.0's
 # sync Variable.set leaves a transport open (with its own harness too); neither is ours.
+# Prefect 3.1-3.3 with pydantic-settings 2.11+ warn on import; Prefect's, not ours.
+PREFECT_3_1_SETTINGS = "ignore:Config key `.*` is set in model_config but will be ignored:UserWarning"
 PREFECT_SOCKET_LEAK = (
     "ignore:Exception ignored in. <(socket.socket|function _SelectorTransport.__del__)"
     ":pytest.PytestUnraisableExceptionWarning"
@@ -41,7 +43,7 @@ def pyproject(
     body = [
         "[tool.pytest.ini_options]",
         'addopts = ["--strict-markers", "-p", "no:cacheprovider"]',
-        f'filterwarnings = ["error", "{PREFECT_SOCKET_LEAK}"]',
+        f'filterwarnings = ["error", "{PREFECT_SOCKET_LEAK}", "{PREFECT_3_1_SETTINGS}"]',
     ]
     if asyncio_mode is not None:
         body += [

@@ -24,7 +24,9 @@ STARTUP = "--prefect-startup-timeout=240"
 # closes (reproduced with the core harness alone, without this plugin), and Prefect 3.0's
 # sync Variable.set leaves a transport open (with its own harness too); neither is ours.
 # Prefect 3.1-3.3 with pydantic-settings 2.11+ warn on import; Prefect's, not ours.
-PREFECT_3_1_SETTINGS = "ignore:Config key `.*` is set in model_config but will be ignored:UserWarning"
+PREFECT_3_1_SETTINGS = (
+    "ignore:Config key `.*` is set in model_config but will be ignored:UserWarning"
+)
 PREFECT_SOCKET_LEAK = (
     "ignore:Exception ignored in. <(socket.socket|function _SelectorTransport.__del__)"
     ":pytest.PytestUnraisableExceptionWarning"

@@ -4,7 +4,8 @@
 
 Runs in a compat cell's virtualenv (its Python, its pytest), in the current directory. The
 result: counts from pytest's JUnit XML (passed, failed, errors, skipped), pytest's exit
-code and the wall time of the whole run (interpreter start, imports, harness start, tests).
+code and the wall time of the whole run (interpreter start, imports, harness start, tests);
+when pytest gives no verdict (a usage or collection error, a timeout), its last lines.
 Always exits 0 once the result is written: the cell goes on to its next run and fails at
 the end if any run failed.
 """
@@ -12,16 +13,20 @@ the end if any run failed.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
+
+TAIL_LINES = 30  # of pytest's output, kept in the result when pytest gave no verdict
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,6 +63,15 @@ def failed_tests(path: Path, limit: int = 20) -> list[str]:
     return found[:limit]
 
 
+def echo(process: subprocess.Popen[str], tail: collections.deque[str]) -> None:
+    """Copy pytest's output to ours as it comes, keeping its last lines."""
+    assert process.stdout is not None
+    for line in process.stdout:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        tail.append(line.rstrip("\n"))
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="compat-junit-") as scratch:
         junit = Path(scratch) / "junit.xml"
@@ -65,7 +79,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"[compat] {args.name}: {' '.join(command)} (in {os.getcwd()})", flush=True)
         started = time.monotonic()
         # Its own process group, so that a timeout also ends the servers it started.
-        process = subprocess.Popen(command, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+        tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        reader = threading.Thread(target=echo, args=(process, tail), daemon=True)
+        reader.start()
         timed_out = False
         try:
             code = process.wait(timeout=args.timeout)
@@ -73,12 +97,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             timed_out = True
             os.killpg(process.pid, signal.SIGKILL)
             code = process.wait()
+        reader.join(timeout=10)
         result: dict[str, Any] = {
             "name": args.name,
             "exit_code": code,
             "timed_out": timed_out,
             "wall_seconds": round(time.monotonic() - started, 1),
         }
+        if code not in (0, 1) or not junit.is_file():  # no tests' verdict: say why
+            result["output_tail"] = list(tail)
         if junit.is_file():
             counts = junit_counts(junit)
             bad = counts["failures"] + counts["errors"]

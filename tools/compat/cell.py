@@ -166,13 +166,7 @@ def run(
     if unknown:
         session.error(f"--package {sorted(unknown)}: packages are {sorted(packages)}")
     result: dict[str, Any] = {
-        "cell": cell.id,
-        "prefect": cell.prefect,
-        "python": cell.python,
-        "extra": cell.extra,
-        "mode": mode(options),
-        "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        **git_state(),
+        **header(cell, options),
         "versions": installed_versions(session),
         "install_seconds": round(install_seconds, 1),
         "packages": {},
@@ -200,6 +194,19 @@ def run(
     session.log(f"{cell.id}: {summary(result)}")
 
 
+def header(cell: matrix.Cell, options: argparse.Namespace) -> dict[str, Any]:
+    """What every result of a cell starts with: the cell, the mode, when, and the commit."""
+    return {
+        "cell": cell.id,
+        "prefect": cell.prefect,
+        "python": cell.python,
+        "extra": cell.extra,
+        "mode": mode(options),
+        "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        **git_state(),
+    }
+
+
 def mode(options: argparse.Namespace) -> str:
     """`full` (every package's tests and the flow suite) or `smoke` (less)."""
     return "full" if not options.smoke and not options.package else "smoke"
@@ -211,13 +218,7 @@ def install_failed(
     """Record a cell whose install failed (the error is in the session's output above)."""
     save(
         {
-            "cell": cell.id,
-            "prefect": cell.prefect,
-            "python": cell.python,
-            "extra": cell.extra,
-            "mode": mode(options),
-            "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            **git_state(),
+            **header(cell, options),
             "install_seconds": round(seconds, 1),
             "install_error": "the install failed: see the session's output",
             "packages": {},

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+# First, so that it keeps httpx's methods before a test can start an HTTP mock.
+from prefect_testkit import _route  # noqa: F401
 from prefect_testkit._errors import (
     HarnessConfigError,
     HarnessStartupError,
@@ -16,6 +18,7 @@ from prefect_testkit._errors import (
     HarnessTeardownWarning,
     LeasePoolExhaustedError,
     LockDirectoryError,
+    OtherAPIError,
     PrefectCompatibilityWarning,
 )
 from prefect_testkit.config import DATABASE_BACKENDS, HarnessConfig
@@ -33,6 +36,7 @@ __all__ = [
     "HarnessTeardownWarning",
     "LeasePoolExhaustedError",
     "LockDirectoryError",
+    "OtherAPIError",
     "PrefectCompatibilityWarning",
     "prefect_test_harness",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 from prefect_testkit_xdist import (
     AllocatorConfigError,
@@ -37,6 +38,34 @@ class HarnessTeardownError(RuntimeError):
 
 class HarnessTeardownWarning(RuntimeWarning):
     """Leaving the harness overran its bound while the body's exception propagated."""
+
+
+class OtherAPIError(RuntimeError):
+    """A Prefect client was created for another API while a harness was active.
+
+    Inside a harness, test traffic goes to the harness's server only: a client for Prefect
+    Cloud or a developer's server would read or write real data. The message names both
+    URLs and the opt-out (``PREFECT_TESTKIT_ALLOW_OTHER_APIS=true``).
+
+    Attributes:
+        url: the API the client was created for.
+        harness_url: the harness's API.
+    """
+
+    def __init__(self, url: str, harness_url: str) -> None:
+        from prefect_testkit.config import ALLOW_OTHER_APIS_ENV
+
+        super().__init__(
+            f"A Prefect client was created for {url} while the harness serves {harness_url}: "
+            "inside a harness, Prefect clients reach only its API, so that a test cannot "
+            "touch a real server. Let the code read PREFECT_API_URL (the harness sets it), "
+            f"or set {ALLOW_OTHER_APIS_ENV}=true to allow other APIs."
+        )
+        self.url = url
+        self.harness_url = harness_url
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.url, self.harness_url)
 
 
 class PrefectCompatibilityWarning(UserWarning):
@@ -82,6 +111,8 @@ for _public in (
     HarnessTeardownWarning,
     LockDirectoryError,
     LeasePoolExhaustedError,
+    OtherAPIError,
+    PrefectCompatibilityWarning,
 ):
     _public.__module__ = "prefect_testkit"
 

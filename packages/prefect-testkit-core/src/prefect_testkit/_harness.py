@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefect_testkit import _prefect as prefect_api
+from prefect_testkit import _route as route
 from prefect_testkit._errors import HarnessConfigError, HarnessStartupError, allocator_errors
 from prefect_testkit._files import copy_private, make_private_dir
 from prefect_testkit._launch.process import (
@@ -29,7 +30,12 @@ from prefect_testkit._postgres.binaries import find_binaries
 from prefect_testkit._postgres.cluster import local_cluster
 from prefect_testkit._postgres.database import PostgresServer, configured_server, harness_database
 from prefect_testkit._sqlite.template import TemplateCache
-from prefect_testkit.config import DEFAULT_STARTUP_TIMEOUT, HarnessConfig, PortRange
+from prefect_testkit.config import (
+    DEFAULT_STARTUP_TIMEOUT,
+    HIDE_FROM_MOCKS_ENV,
+    HarnessConfig,
+    PortRange,
+)
 from prefect_testkit_logging import drain_workers
 from prefect_testkit_xdist import lease_directory, lease_port
 
@@ -54,6 +60,16 @@ class HarnessHandle:
     database_from_template: bool
     server_forked: bool
     _server: ServerProcess = field(repr=False, compare=False)
+    _route: prefect_api.Route = field(repr=False, compare=False)
+
+    @property
+    def refused_api_urls(self) -> tuple[str, ...]:
+        """The other Prefect APIs that clients were refused for, in order (`OtherAPIError`).
+
+        Prefect's own background workers swallow the error: the pytest plugin fails the
+        test whose code did it.
+        """
+        return tuple(self._route.refused)
 
     @property
     def server_returncode(self) -> int | None:
@@ -138,6 +154,7 @@ def prefect_test_harness(
         teardown_timeout=teardown_timeout,
     )
     postgres = _check_database_backend(config)
+    _check_private_route(config)
     prefect_api.check_working_set()
     # 3.0 has no API auth string: the option is off there (README, support table).
     auth = config.api_auth and prefect_api.API_AUTH_SUPPORTED
@@ -151,6 +168,10 @@ def prefect_test_harness(
         stack.enter_context(prefect_api.server_settings(directory / "home", db.url))
         server = stack.enter_context(_running_server(config, directory, db, auth_string, teardown))
         stack.enter_context(prefect_api.client_settings(server.api_url, auth_string, server.port))
+        api_route = prefect_api.Route(
+            server.api_url, config.hide_from_http_mocks, config.allow_other_apis
+        )
+        stack.enter_context(prefect_api.routed_clients(api_route))
         # On every way out, before the server stops: logs written at the end of the body
         # still reach it, and no worker outlives the harness.
         stack.callback(
@@ -177,6 +198,7 @@ def prefect_test_harness(
             database_from_template=db.from_template,
             server_forked=server.forked,
             _server=server,
+            _route=api_route,
         )
 
 
@@ -190,6 +212,14 @@ def _check_database_backend(config: HarnessConfig) -> PostgresServer | None:
     if postgres is None:
         find_binaries()  # a missing install is reported before anything starts
     return postgres
+
+
+def _check_private_route(config: HarnessConfig) -> None:
+    problem = route.pinning_error() if config.hide_from_http_mocks else None
+    if problem is not None:
+        raise HarnessConfigError(
+            f"{problem}, or set {HIDE_FROM_MOCKS_ENV}=false to let mocks see the harness's traffic."
+        )
 
 
 @contextmanager

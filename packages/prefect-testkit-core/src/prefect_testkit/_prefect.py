@@ -20,18 +20,22 @@ import os
 import sys
 import warnings
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from unittest import mock
 
+import httpx
 import prefect
 import prefect.context
 import prefect.settings
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from prefect_testkit._errors import PrefectCompatibilityWarning
+from prefect_testkit import _route as route
+from prefect_testkit._errors import OtherAPIError, PrefectCompatibilityWarning
 
 if TYPE_CHECKING:
     from prefect.server.database.interface import PrefectDBInterface
@@ -196,6 +200,80 @@ def client_settings(api_url: str, auth_string: str | None, port: int) -> Iterato
         stack.enter_context(_global_settings_context(prefect.context.get_settings_context()))
         stack.enter_context(_registered_as_default_server(port))
         yield
+
+
+@dataclass
+class Route:
+    """Where this process's Prefect API clients may go while a harness is active."""
+
+    api_url: str
+    private: bool  # the harness's traffic takes the route HTTP mocks do not see
+    allow_other_apis: bool
+    refused: list[str] = field(default_factory=list)  # the other APIs clients were built for
+
+    def check(self, base_url: object, transport: object) -> None:
+        """Refuse a client for another Prefect API, naming both URLs."""
+        if (
+            self.allow_other_apis
+            or not base_url
+            or route.same_origin(str(base_url), httpx.URL(self.api_url))
+            # An explicit transport that is not httpx's network one (an in-process ASGI
+            # app, as Prefect's own server tests use) reaches no other server.
+            or not isinstance(transport, httpx.HTTPTransport | httpx.AsyncHTTPTransport | None)
+        ):
+            return
+        self.refused.append(str(base_url))
+        raise OtherAPIError(str(base_url), self.api_url)
+
+
+# The active harnesses' routes, innermost last: Prefect's client classes are patched once,
+# by the outermost harness, and every client follows the innermost route.
+_ROUTES: list[Route] = []
+_ROUTED_ATTRIBUTE = "_prefect_testkit_route"  # (origin, transport) on a routed client
+
+
+@contextlib.contextmanager
+def routed_clients(active: Route) -> Iterator[None]:
+    """Send Prefect's API clients to the harness on the private route, and nowhere else."""
+    with contextlib.ExitStack() as stack:
+        if not _ROUTES:
+            from prefect.client.base import PrefectHttpxAsyncClient, PrefectHttpxSyncClient
+
+            stack.enter_context(_routed(PrefectHttpxAsyncClient, route.AsyncTransport))
+            stack.enter_context(_routed(PrefectHttpxSyncClient, route.SyncTransport))
+        _ROUTES.append(active)
+        stack.callback(_ROUTES.remove, active)
+        yield
+
+
+def _routed(cls: type[Any], transport_type: Callable[[httpx.Limits | None], Any]) -> Any:
+    """Patch ``cls`` (an httpx client class of Prefect's) to follow the innermost route."""
+    init = cls.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        active = _ROUTES[-1]
+        base_url, transport = kwargs.get("base_url"), kwargs.get("transport")
+        active.check(base_url, transport)
+        origin = httpx.URL(active.api_url)
+        own = None
+        if active.private and transport is None and route.same_origin(str(base_url), origin):
+            own = transport_type(kwargs.get("limits"))
+            # Mounted, so that closing the client closes it.
+            mounts = {**(kwargs.get("mounts") or {}), route.origin_pattern(origin): own}
+            kwargs["mounts"] = mounts
+        init(self, *args, **kwargs)
+        setattr(self, _ROUTED_ATTRIBUTE, (origin, own))
+
+    def _transport_for_url(self: Any, url: httpx.URL) -> Any:
+        origin, own = getattr(self, _ROUTED_ATTRIBUTE, (None, None))
+        if origin is not None and own is not None and route.same_origin(url, origin):
+            return own  # not httpx's method, which respx(using="httpx") replaces
+        return super(cls, self)._transport_for_url(url)
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(mock.patch.object(cls, "__init__", __init__))
+    stack.enter_context(mock.patch.object(cls, "_transport_for_url", _transport_for_url))
+    return stack
 
 
 @contextlib.contextmanager

@@ -36,6 +36,8 @@ FACTORY_ENV = "PREFECT_TESTKIT_SERVER_FACTORY"
 FACTORY_IDLE_ENV = "PREFECT_TESTKIT_FACTORY_IDLE_SECONDS"
 TEMPLATE_ENV = "PREFECT_TESTKIT_TEMPLATE_CACHE"
 CACHE_DIR_ENV = "PREFECT_TESTKIT_CACHE_DIR"
+HIDE_FROM_MOCKS_ENV = "PREFECT_TESTKIT_HIDE_FROM_HTTP_MOCKS"
+ALLOW_OTHER_APIS_ENV = "PREFECT_TESTKIT_ALLOW_OTHER_APIS"
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,12 @@ VARIABLES = (
     Variable(FACTORY_IDLE_ENV, "`300`", "seconds an idle server factory lives"),
     Variable(TEMPLATE_ENV, "`true`", "copy a migrated template database"),
     Variable(CACHE_DIR_ENV, "`<lock dir>/cache`", "where the template databases are kept"),
+    Variable(
+        HIDE_FROM_MOCKS_ENV, "`true`", "the harness's API traffic bypasses HTTP-mocking libraries"
+    ),
+    Variable(
+        ALLOW_OTHER_APIS_ENV, "`false`", "Prefect clients may reach APIs other than the harness's"
+    ),
 )
 
 
@@ -222,6 +230,8 @@ class HarnessConfig:
     api_auth: bool
     template_cache: bool
     server_factory: bool
+    hide_from_http_mocks: bool
+    allow_other_apis: bool
 
     @classmethod
     def resolve(
@@ -247,6 +257,8 @@ class HarnessConfig:
             api_auth=env_flag(API_AUTH_ENV, default=True),
             template_cache=env_flag(TEMPLATE_ENV, default=True),
             server_factory=env_flag(FACTORY_ENV, default=True),
+            hide_from_http_mocks=env_flag(HIDE_FROM_MOCKS_ENV, default=True),
+            allow_other_apis=env_flag(ALLOW_OTHER_APIS_ENV, default=False),
         )
         # Read by the server child and the factory: a bad value fails here, not there.
         env_flag(SQLITE_IMMEDIATE_ENV, default=True)

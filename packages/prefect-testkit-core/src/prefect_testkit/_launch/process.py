@@ -23,6 +23,7 @@ from typing import NoReturn
 
 import httpx
 
+from prefect_testkit import _route as route
 from prefect_testkit._errors import (
     HarnessStartupError,
     HarnessTeardownError,
@@ -197,8 +198,7 @@ class ServerProcess:
         """Block until our child answers ``/api/health``; return the seconds since launch."""
         started, deadline, timeout = self._started, self._deadline, self._timeout
         last_problem = "no answer yet"
-        # trust_env=False: a proxy from the environment must never see loopback traffic.
-        with httpx.Client(trust_env=False) as client:
+        with route.Client() as client:
             while True:
                 if self.returncode is not None:
                     self._fail(f"the server exited with code {self.returncode}", started, describe)
@@ -257,7 +257,7 @@ class ServerProcess:
         self._call(FLUSH_PATH, "finish recording what it received")
 
     def _call(self, path: str, what: str) -> None:
-        with httpx.Client(trust_env=False, timeout=30.0) as client:
+        with route.Client(timeout=30.0) as client:
             response = client.post(
                 f"http://127.0.0.1:{self.port}{path}", headers={IDENTITY_HEADER: self._nonce}
             )

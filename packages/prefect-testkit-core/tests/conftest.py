@@ -22,6 +22,13 @@ tolerates_prefect_3_0_socket_leaks = pytest.mark.filterwarnings(
     "::pytest.PytestUnraisableExceptionWarning"
 )
 
+# Every later release leaks one in an async flow: results.py reads the server's default result
+# storage with a sync client it never closes (3.1-3.9, with Prefect's harness too). The
+# warning comes when the socket is collected, often in a later test of the module.
+tolerates_prefect_async_flow_socket_leak = pytest.mark.filterwarnings(
+    "ignore::pytest.PytestUnraisableExceptionWarning"
+)
+
 
 def wait_until_gone(pid: int, within: float = 10.0) -> bool:
     """True once no live process has ``pid`` (zombies count as gone)."""

@@ -24,6 +24,7 @@ from prefect_testkit._launch.process import (
     LOG_TAIL_LINES,
     ServerProcess,
     TeardownWatchdog,
+    api_url,
     read_log_tail,
 )
 from prefect_testkit._postgres.binaries import find_binaries
@@ -287,7 +288,7 @@ def _running_server(
     with port_lease:
         server = ServerProcess(
             port_lease,
-            prefect_api.server_environment(auth_string),
+            prefect_api.server_environment(auth_string, api_url(port_lease.port)),
             directory / "server.log",
             config.startup_timeout,
             use_factory=config.server_factory,

@@ -70,7 +70,7 @@ SERVER_DEFAULTS = {
 
 @contextlib.contextmanager
 def server_settings(home: Path, database_url: str) -> Iterator[None]:
-    """Point this process's Prefect at the harness's home and database.
+    """Point this process's Prefect at the harness's home and database, with no credential.
 
     Server-side code in this process (tests of Prefect server models, say) must use the
     harness's database too, not a cached interface: swapped only if something imported
@@ -87,10 +87,18 @@ def server_settings(home: Path, database_url: str) -> Iterator[None]:
                     **_paths_under(home),
                     prefect.settings.PREFECT_SERVER_DATABASE_CONNECTION_URL: database_url,
                     **_client_defaults(),
-                }
+                },
+                restore_defaults=_credentials(),
             )
         )
         yield
+
+
+def _credentials() -> list[Setting]:
+    """The settings that carry a developer's credential to whatever API a client reaches:
+    back to their defaults (none) inside a harness, in every Prefect release."""
+    names = ("PREFECT_API_KEY", "PREFECT_CLIENT_CUSTOM_HEADERS")  # headers: 3.? +
+    return [getattr(prefect.settings, name) for name in names if hasattr(prefect.settings, name)]
 
 
 def _paths_under(home: Path) -> dict[Setting, object]:
@@ -115,13 +123,18 @@ def _paths_under(home: Path) -> dict[Setting, object]:
 
 def _client_defaults() -> dict[Setting, object]:
     """Settings of the test process where the harness's defaults differ from Prefect's."""
+    settings = prefect.settings.get_current_settings()
     defaults: dict[Setting, object] = {}
     heartbeat = getattr(prefect.settings, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY", None)  # 3.6+
-    flows = prefect.settings.get_current_settings().flows
-    if heartbeat is not None and "heartbeat_frequency" not in flows.model_fields_set:
+    if heartbeat is not None and "heartbeat_frequency" not in settings.flows.model_fields_set:
         # Every flow run joins its heartbeat thread on exit, which sleeps in 1 s steps:
         # about a second per flow. Set PREFECT_FLOWS_HEARTBEAT_FREQUENCY to keep them.
         defaults[heartbeat] = None
+    check = getattr(prefect.settings, "PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED", None)  # 3.6+
+    if check is not None and "server_version_check_enabled" not in settings.client.model_fields_set:
+        # The harness's server is this Prefect. The check, before every events connection,
+        # uses a plain httpx client, which an HTTP mock would intercept.
+        defaults[check] = False
     return defaults
 
 
@@ -166,7 +179,7 @@ def working_set_mismatches(requirements: list[str], extra: str) -> list[str]:
     return outside
 
 
-def server_environment(auth_string: str | None) -> dict[str, str]:
+def server_environment(auth_string: str | None, api_url: str) -> dict[str, str]:
     """The child's environment: ours, the current Prefect settings, and test-server defaults.
 
     It reaches the child through the environment (spawned: readable by our user only) or
@@ -181,10 +194,66 @@ def server_environment(auth_string: str | None) -> dict[str, str]:
         **SERVER_DEFAULTS,
         **os.environ,
         **settings_env,
+        # What code in the server reaches as "the API" is the server itself.
+        **_environment_of_children(api_url, auth_string),
         # A test server must make no connection beyond loopback.
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_ENABLED": "false",
     }
+
+
+def _environment_of_children(api_url: str, auth_string: str | None) -> dict[str, str]:
+    """What makes a child process's Prefect use the harness, whatever its working directory.
+
+    The blank key and the profiles file (none, under the harness's home) beat a developer's
+    key in the environment, a profile, a ``.env`` or a ``prefect.toml``.
+    """
+    home = prefect.settings.get_current_settings().home
+    env = {
+        "PREFECT_API_URL": api_url,
+        "PREFECT_API_KEY": "",
+        "PREFECT_PROFILES_PATH": str(Path(home) / "profiles.toml"),
+    }
+    if API_AUTH_SUPPORTED:
+        env["PREFECT_API_AUTH_STRING"] = auth_string or ""
+    return env
+
+
+# Each in both cases, as httpx and curl read them.
+_PROXY_VARIABLES = [
+    name
+    for scheme in ("HTTP", "HTTPS", "ALL")
+    for name in (f"{scheme}_PROXY", f"{scheme}_proxy".lower())
+]
+
+
+@contextlib.contextmanager
+def children_environment(api_url: str, auth_string: str | None) -> Iterator[None]:
+    """Make child processes use the harness: this process's Prefect settings, exported.
+
+    A child (``python -c``, the ``prefect`` CLI, a shell task) reads its settings from the
+    environment it inherits: it gets every setting this process has inside the harness (a
+    profile's values included, credentials not), and no profile of its own. ``NO_PROXY``
+    keeps a proxy from the environment off the harness's loopback traffic.
+    """
+    settings = prefect.settings.get_current_settings()
+    env = {
+        **settings.to_environment_variables(exclude_unset=True),
+        **_environment_of_children(api_url, auth_string),
+    }
+    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
+        for name in ("NO_PROXY", "no_proxy"):
+            env[name] = ",".join(filter(None, [os.environ.get(name), "127.0.0.1"]))
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @contextlib.contextmanager
@@ -199,6 +268,7 @@ def client_settings(api_url: str, auth_string: str | None, port: int) -> Iterato
         # collection time, say) read the process-global settings: point those at us too.
         stack.enter_context(_global_settings_context(prefect.context.get_settings_context()))
         stack.enter_context(_registered_as_default_server(port))
+        stack.enter_context(children_environment(api_url, auth_string))
         yield
 
 

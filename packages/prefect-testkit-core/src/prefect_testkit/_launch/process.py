@@ -132,6 +132,11 @@ def _thread_stacks() -> str:
     return "\n".join(blocks)
 
 
+def api_url(port: int) -> str:
+    """The API URL of a harness's server on ``port``."""
+    return f"http://127.0.0.1:{port}/api"
+
+
 class ServerProcess:
     """A Prefect API server serving a leased, already bound socket in a child process."""
 
@@ -145,7 +150,7 @@ class ServerProcess:
         use_factory: bool,
     ) -> None:
         self.port = port_lease.port
-        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.api_url = api_url(self.port)
         self.log_path = log_path
         self._started = time.monotonic()
         self._deadline = self._started + timeout

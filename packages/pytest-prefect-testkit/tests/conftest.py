@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import re
+import socket
 import textwrap
+from collections.abc import Iterator
+from pathlib import Path
 
 # In-process pytester runs drop every module first imported during the run. The plugin
 # imports Prefect lazily, so each run would import a second copy of Prefect beside objects
@@ -12,6 +16,8 @@ import pytest
 
 import prefect_testkit_logging
 from prefect_testkit import prefect_test_harness  # noqa: F401
+from prefect_testkit_xdist import list_leases
+from pytest_prefect_testkit._home import MANAGED_VARIABLES
 
 for _name in prefect_testkit_logging.__all__:
     getattr(prefect_testkit_logging, _name)  # loads the module behind each name
@@ -79,3 +85,54 @@ FLOWS = textwrap.dedent(
         return x
     """
 )
+
+
+PRIVATE_HOME_LINE = re.compile(
+    r"^prefect-testkit: Prefect home: (\S+) \(private, removed after the session\)$",
+    re.MULTILINE,
+)
+
+
+@pytest.fixture
+def user_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty HOME, and none of the variables this session's own plugin set."""
+    home = tmp_path / "user-home"
+    home.mkdir()
+    for name in MANAGED_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A port where a developer's server or Prefect Cloud would be: it never accepts, so a
+    connection attempt stays in the backlog for `connections` to find."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.setblocking(False)
+    yield sock
+    sock.close()
+
+
+def connections(sock: socket.socket) -> int:
+    count = 0
+    while True:
+        try:
+            connection, _ = sock.accept()
+        except BlockingIOError:
+            return count
+        connection.close()
+        count += 1
+
+
+def private_home(output: str) -> Path:
+    found = PRIVATE_HOME_LINE.search(output)
+    assert found is not None, output
+    return Path(found.group(1))
+
+
+def assert_removed(home: Path) -> None:
+    assert not home.exists()
+    assert [lease for lease in list_leases() if lease.path == home] == []

@@ -22,6 +22,7 @@ AUTOUSE_INI = "prefect_harness_autouse"
 TIMEOUT_INI = "prefect_startup_timeout"
 PORT_RANGE_INI = "prefect_port_range"
 DATABASE_INI = "prefect_database"
+PRIVATE_HOME_INI = "prefect_private_home"
 
 AUTOUSE_FLAG = "--prefect-harness-autouse"
 DISABLE_FLAG = "--no-prefect-harness"
@@ -43,6 +44,7 @@ class PluginOptions:
     keep_db: bool
     shard: ShardSpec | None
     database: str | None  # None: PREFECT_TESTKIT_DATABASE or sqlite, as the harness decides
+    private_home: bool  # a private Prefect home and no profile, unless the user chose one
 
 
 options_key = pytest.StashKey[PluginOptions]()
@@ -124,6 +126,13 @@ def add_options(parser: pytest.Parser) -> None:
         default="",
         help="The test servers' database: sqlite or postgresql.",
     )
+    parser.addini(
+        PRIVATE_HOME_INI,
+        type="string",
+        default="true",
+        help="Give the session a private Prefect home and no profile (unless PREFECT_HOME or "
+        "PREFECT_PROFILES_PATH is set), so that ~/.prefect is neither created nor read.",
+    )
 
 
 def read_options(config: pytest.Config) -> PluginOptions:
@@ -136,6 +145,7 @@ def read_options(config: pytest.Config) -> PluginOptions:
         keep_db=bool(config.getoption("prefect_keep_db")),
         shard=_shard(config),
         database=_database(config),
+        private_home=private_home_enabled(config),
     )
 
 
@@ -148,6 +158,17 @@ def _autouse(config: pytest.Config) -> bool:
         return value
     raise pytest.UsageError(
         f"ini option {AUTOUSE_INI}={raw!r} is not a boolean; set it to true or false"
+    )
+
+
+def private_home_enabled(config: pytest.Config) -> bool:
+    """The ini option ``prefect_private_home``; read before the conftests are loaded."""
+    raw = str(config.getini(PRIVATE_HOME_INI))
+    value = parse_flag(raw) if raw.strip() else True
+    if value is not None:
+        return value
+    raise pytest.UsageError(
+        f"ini option {PRIVATE_HOME_INI}={raw!r} is not a boolean; set it to true or false"
     )
 
 

@@ -23,6 +23,7 @@ from pytest_prefect_testkit._fixtures import (
     prefect_logs,
     sync_prefect_client,
 )
+from pytest_prefect_testkit._home import set_up_home
 from pytest_prefect_testkit._options import add_options, options_key, read_options
 from pytest_prefect_testkit._report import (
     pytest_report_header,
@@ -44,6 +45,7 @@ __all__ = [
     "pytest_addoption",
     "pytest_collection_modifyitems",
     "pytest_configure",
+    "pytest_load_initial_conftests",
     "pytest_report_header",
     "pytest_runtest_call",
     "pytest_runtest_makereport",
@@ -59,6 +61,14 @@ __all__ = [
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
+
+
+# Neither tryfirst nor trylast: after the tryfirst implementations, such as pytest-env's,
+# which may set PREFECT_HOME from the ini file, and before pytest's own (trylast), which
+# imports the conftests, where a suite usually imports Prefect first. Plugins loaded before
+# this one (`-p`, PYTEST_PLUGINS) may have imported it already; set_up_home checks.
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    set_up_home(early_config)
 
 
 # tryfirst: junitxml reads config.option.xmlpath in its own pytest_configure, and Bazel's

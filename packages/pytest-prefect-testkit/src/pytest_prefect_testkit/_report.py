@@ -11,6 +11,7 @@ import pytest
 
 from prefect_testkit.config import database_description
 from prefect_testkit_xdist import AllocatorError, lock_dir
+from pytest_prefect_testkit._home import home_key
 from pytest_prefect_testkit._options import DISABLE_FLAG, KEEP_DB_FLAG, PluginOptions
 from pytest_prefect_testkit._session import get_manager
 
@@ -78,7 +79,11 @@ def pytest_runtest_makereport(
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return header_lines(get_manager(config).options)
+    lines = header_lines(get_manager(config).options)
+    home = config.stash.get(home_key, None)
+    if home is not None:
+        lines.append(f"prefect-testkit: Prefect home: {home.description}")
+    return lines
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

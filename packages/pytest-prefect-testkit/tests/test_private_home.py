@@ -71,7 +71,11 @@ def test_a_cloud_profile_in_the_users_home_is_not_read(
     user_home: Path,
     listener: socket.socket,
     seen_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # With the opt-out, only the private home keeps the tests away from the profile's API;
+    # and a client built for another API fails no test.
+    monkeypatch.setenv("PREFECT_TESTKIT_ALLOW_OTHER_APIS", "true")
     url = f"http://127.0.0.1:{listener.getsockname()[1]}/api"
     prefect_dir = user_home / ".prefect"
     prefect_dir.mkdir()
@@ -83,6 +87,7 @@ def test_a_cloud_profile_in_the_users_home_is_not_read(
         test_cloud="""
             import prefect.settings
             from prefect import get_client
+            from prefect.settings import PREFECT_API_URL, temporary_settings
             from flows import make, record
 
             # Before any harness: what code at import time, or a test without the
@@ -94,11 +99,16 @@ def test_a_cloud_profile_in_the_users_home_is_not_read(
                 assert prefect.settings.PREFECT_API_KEY.value() is None
                 with get_client(sync_client=True) as client:
                     assert len(client.read_flow_runs()) == 1
+
+            def test_the_opt_out_lets_a_client_for_another_api_be_built(prefect_harness):
+                with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+                    get_client(sync_client=True)  # built, never used: no connection
+                assert prefect_harness.refused_api_urls == ()
             """,
     )
     pytester.syspathinsert()
     result = pytester.runpytest_subprocess(STARTUP, timeout=600)
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=2)
     home = private_home(result.stdout.str())
     found = seen(seen_dir, "collection")
     assert found["home"] == str(home)

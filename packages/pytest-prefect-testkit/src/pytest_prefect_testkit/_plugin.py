@@ -13,6 +13,7 @@ from contextlib import ExitStack
 
 import pytest
 
+from pytest_prefect_testkit._escape import start_watching
 from pytest_prefect_testkit._fixtures import (
     ISOLATED_MARKER,
     _prefect_harness_autouse,
@@ -109,6 +110,7 @@ _bridge_key = pytest.StashKey[ExitStack]()
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
     get_manager(item.config).before_test(item.nodeid)
+    start_watching(item)
     # Around all three phases: caplog_bridge follows the handlers pytest's logging plugin
     # swaps in for setup, call and teardown.
     with ExitStack() as bridge:

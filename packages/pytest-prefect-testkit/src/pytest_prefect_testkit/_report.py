@@ -11,6 +11,7 @@ import pytest
 
 from prefect_testkit.config import database_description
 from prefect_testkit_xdist import AllocatorError, lock_dir
+from pytest_prefect_testkit._escape import check_phase
 from pytest_prefect_testkit._home import home_key
 from pytest_prefect_testkit._options import DISABLE_FLAG, KEEP_DB_FLAG, PluginOptions
 from pytest_prefect_testkit._session import get_manager
@@ -75,6 +76,8 @@ def pytest_runtest_makereport(
     report = yield
     if report.failed:
         report.sections.extend(failure_sections(item, call))
+    # After the sections: a test failed only for a refused client needs no server log.
+    check_phase(item, report)
     return report
 
 

@@ -32,6 +32,14 @@ class ServerDeath:
     restarted: bool
 
 
+@dataclasses.dataclass(frozen=True)
+class Refusal:
+    """A Prefect client refused for another API while a session harness was active."""
+
+    url: str
+    harness_url: str
+
+
 class HarnessManager:
     """Owns this process's (this xdist worker's) session harness.
 
@@ -43,6 +51,7 @@ class HarnessManager:
         self.options = options
         self._stack = ExitStack()
         self._handle: HarnessHandle | None = None
+        self._handles: list[HarnessHandle] = []  # every one started, for their refusals
         self._failure: BaseException | None = None
         self._attempts = 0
         self._resets: list[float] = []
@@ -89,6 +98,7 @@ class HarnessManager:
             self._failure = exc
             raise
         self._handle = handle
+        self._handles.append(handle)
         self._record = {
             "worker": worker_identity().worker,
             "api_url": handle.api_url,
@@ -99,6 +109,15 @@ class HarnessManager:
             "kept": self.options.keep_db,
         }
         return handle
+
+    def refusals(self) -> tuple[Refusal, ...]:
+        """Every client refused for another API by this process's session harnesses, in
+        order; only ever grows, across a restart too."""
+        return tuple(
+            Refusal(url, handle.api_url)
+            for handle in self._handles
+            for url in handle.refused_api_urls
+        )
 
     def before_test(self, nodeid: str) -> None:
         """Replace a server that died since the last test, once per worker.

@@ -101,6 +101,18 @@ async def test_respx_fixture_with_an_async_flow(respx_mock: respx.MockRouter) ->
     assert await async_flow("/users") == ["barbara"]
 
 
+@pytest.mark.respx(assert_all_called=True)
+def test_respx_carve_outs_written_for_prefects_harness_still_pass(
+    respx_mock: respx.MockRouter,
+) -> None:
+    """As in Prefect's own integration suites (prefect-databricks): the carve-out route must
+    be called, or respx fails the test."""
+    carve_out = respx_mock.route(host="127.0.0.1").pass_through()
+    respx_mock.get(f"{EXTERNAL}/users").respond(json=["margaret"])
+    assert sync_flow("/users") == ["margaret"]
+    assert carve_out.called
+
+
 def test_pytest_httpx_with_a_sync_flow(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(url=f"{EXTERNAL}/users", json=["ken"])
     assert sync_flow("/users") == ["ken"]

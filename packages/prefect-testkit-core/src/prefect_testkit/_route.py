@@ -7,6 +7,8 @@ mock is active: ``handle_request``/``handle_async_request`` of httpx's HTTP tran
 keep those methods as they were when this module was imported, before any test started a
 mock; a method replaced later on a base class does not reach them. Everything else is
 httpx's and httpcore's own code, so requests on this route behave exactly as on the usual one.
+The one exception is a respx route the user wrote to let the harness through: requests it
+matches take the usual route, so that respx sees them as before.
 
 This module imports no Prefect: ``prefect_testkit`` imports it first thing, so that the
 plugin pins the methods before a suite can start a mock.
@@ -14,6 +16,7 @@ plugin pins the methods before a suite can start a mock.
 
 from __future__ import annotations
 
+import sys
 import types
 from typing import Any
 
@@ -120,25 +123,76 @@ def _pool_options(limits: httpx.Limits) -> dict[str, Any]:
     }
 
 
+def passed_through_by_respx(request: httpx.Request) -> bool:
+    """Whether an active respx router has a pass-through route of the user's for ``request``.
+
+    Suites written for Prefect's harness carve its traffic out of their mocks, e.g.
+    ``respx_mock.route(host="127.0.0.1").pass_through()``, and with
+    ``assert_all_called=True`` respx fails the test when no request took that route. Such a
+    request takes httpx's usual route, through respx, as it did before.
+    """
+    mocks = sys.modules.get("respx.mocks")
+    mocker = getattr(mocks, "Mocker", None)
+    if mocker is None:
+        return False
+    return any(
+        route.is_pass_through and route.match(request) is request
+        for kind in mocker.registry.values()
+        for router in kind.routers
+        for route in router.routes
+    )
+
+
 class SyncTransport(httpx.HTTPTransport):
     """httpx's transport for the harness's server, on a private pool."""
-
-    handle_request = _PINNED[httpx.HTTPTransport, "handle_request"]
 
     def __init__(self, limits: httpx.Limits | None = None) -> None:
         # verify=False: nothing here speaks TLS, so skip loading the CA bundle.
         super().__init__(verify=False)
-        self._pool = _SyncPool(**_pool_options(limits or _DEFAULT_LIMITS))
+        self._limits = limits or _DEFAULT_LIMITS
+        self._pool = _SyncPool(**_pool_options(self._limits))
+        self._usual: httpx.HTTPTransport | None = None  # for a respx carve-out
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if passed_through_by_respx(request):
+            if self._usual is None:
+                self._usual = httpx.HTTPTransport(verify=False, limits=self._limits)
+            return self._usual.handle_request(request)
+        return _PINNED[httpx.HTTPTransport, "handle_request"](self, request)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        super().close()
+        if self._usual is not None:
+            self._usual.close()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
 
 
 class AsyncTransport(httpx.AsyncHTTPTransport):
     """httpx's async transport for the harness's server, on a private pool."""
 
-    handle_async_request = _PINNED[httpx.AsyncHTTPTransport, "handle_async_request"]
-
     def __init__(self, limits: httpx.Limits | None = None) -> None:
         super().__init__(verify=False)
-        self._pool = _AsyncPool(**_pool_options(limits or _DEFAULT_LIMITS))
+        self._limits = limits or _DEFAULT_LIMITS
+        self._pool = _AsyncPool(**_pool_options(self._limits))
+        self._usual: httpx.AsyncHTTPTransport | None = None  # for a respx carve-out
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if passed_through_by_respx(request):
+            if self._usual is None:
+                self._usual = httpx.AsyncHTTPTransport(verify=False, limits=self._limits)
+            return await self._usual.handle_async_request(request)
+        pinned = _PINNED[httpx.AsyncHTTPTransport, "handle_async_request"]
+        return await pinned(self, request)  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        if self._usual is not None:
+            await self._usual.aclose()
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.aclose()
 
 
 class Client(httpx.Client):

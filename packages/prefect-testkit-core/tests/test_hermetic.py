@@ -18,6 +18,8 @@ import httpx
 import pytest
 from conftest import STARTUP_TIMEOUT, double_flow
 from prefect import get_client
+from prefect.client.cloud import get_cloud_client
+from prefect.events.clients import PrefectEventsClient
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from prefect_testkit import HarnessConfigError, OtherAPIError, prefect_test_harness
@@ -126,7 +128,11 @@ def test_a_client_for_another_api_is_refused_and_recorded(listener: Listener) ->
         assert other in str(refused.value)
         assert harness.api_url in str(refused.value)
         assert "PREFECT_TESTKIT_ALLOW_OTHER_APIS" in str(refused.value)
-        assert harness.refused_api_urls == (other,)
+        with pytest.raises(OtherAPIError):
+            PrefectEventsClient(api_url=other)  # websockets: events
+        with pytest.raises(OtherAPIError):
+            get_cloud_client(host=other, api_key="pnu_developer_key")
+        assert harness.refused_api_urls == (other, other, other)
         # An in-process app reaches no other server: allowed.
         from prefect.client.base import PrefectHttpxAsyncClient
 

@@ -308,9 +308,11 @@ def routed_clients(active: Route) -> Iterator[None]:
     with contextlib.ExitStack() as stack:
         if not _ROUTES:
             from prefect.client.base import PrefectHttpxAsyncClient, PrefectHttpxSyncClient
+            from prefect.events.clients import PrefectEventsClient
 
             stack.enter_context(_routed(PrefectHttpxAsyncClient, route.AsyncTransport))
             stack.enter_context(_routed(PrefectHttpxSyncClient, route.SyncTransport))
+            stack.enter_context(_guarded_events(PrefectEventsClient))
         _ROUTES.append(active)
         stack.callback(_ROUTES.remove, active)
         yield
@@ -344,6 +346,18 @@ def _routed(cls: type[Any], transport_type: Callable[[httpx.Limits | None], Any]
     stack.enter_context(mock.patch.object(cls, "__init__", __init__))
     stack.enter_context(mock.patch.object(cls, "_transport_for_url", _transport_for_url))
     return stack
+
+
+def _guarded_events(cls: type[Any]) -> Any:
+    """Patch Prefect's events client (websockets; its Cloud subclass too) to refuse
+    another API, as `_routed` does for the HTTP clients."""
+    init = cls.__init__
+
+    def __init__(self: Any, api_url: str | None = None, *args: Any, **kwargs: Any) -> None:
+        _ROUTES[-1].check(api_url or prefect.settings.PREFECT_API_URL.value(), None)
+        init(self, api_url, *args, **kwargs)
+
+    return mock.patch.object(cls, "__init__", __init__)
 
 
 @contextlib.contextmanager

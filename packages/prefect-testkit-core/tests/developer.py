@@ -12,9 +12,11 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import prefect.settings
 from prefect import flow, get_client
+from prefect.utilities.asyncutils import run_coro_as_sync
 
 from prefect_testkit import prefect_test_harness
 
@@ -54,6 +56,12 @@ def run(*command: str) -> str:
     return done.stdout
 
 
+async def flows_that_ran() -> list[str]:
+    async with get_client() as client:  # 3.0's sync client cannot read flows
+        runs = await client.read_flow_runs()
+        return sorted([(await client.read_flow(run.flow_id)).name for run in runs])
+
+
 def main() -> None:
     os.environ["COLUMNS"] = "300"  # the CLI's table, untruncated
     environment_before, seen = dict(os.environ), {"before": settings_seen()}
@@ -61,11 +69,9 @@ def main() -> None:
         seen["inside"] = {**settings_seen(), "harness": harness.api_url}
         parent()
         seen["child"] = json.loads(run(sys.executable, "-c", CHILD).splitlines()[-1])
-        seen["cli"] = run(sys.executable, "-m", "prefect", "flow-run", "ls")
-        with get_client(sync_client=True) as client:
-            seen["runs"] = sorted(
-                client.read_flow(flow_run.flow_id).name for flow_run in client.read_flow_runs()
-            )
+        # The console script beside this interpreter (3.0 has no `python -m prefect`).
+        seen["cli"] = run(str(Path(sys.executable).with_name("prefect")), "flow-run", "ls")
+        seen["runs"] = run_coro_as_sync(flows_that_ran())
     seen["after"] = settings_seen()
     seen["environment_restored"] = dict(os.environ) == environment_before
     print(json.dumps(seen))

@@ -87,18 +87,23 @@ def server_settings(home: Path, database_url: str) -> Iterator[None]:
                     **_paths_under(home),
                     prefect.settings.PREFECT_SERVER_DATABASE_CONNECTION_URL: database_url,
                     **_client_defaults(),
+                    **_credentials(),
                 },
-                restore_defaults=_credentials(),
             )
         )
         yield
 
 
-def _credentials() -> list[Setting]:
-    """The settings that carry a developer's credential to whatever API a client reaches:
-    back to their defaults (none) inside a harness, in every Prefect release."""
-    names = ("PREFECT_API_KEY", "PREFECT_CLIENT_CUSTOM_HEADERS")  # headers: 3.? +
-    return [getattr(prefect.settings, name) for name in names if hasattr(prefect.settings, name)]
+def _credentials() -> dict[Setting, object]:
+    """The settings that carry a developer's credential to whatever API a client reaches,
+    emptied inside a harness. Set, not restored to their defaults: 3.0 would read a default
+    from the environment again."""
+    empty: dict[str, object] = {"PREFECT_API_KEY": None, "PREFECT_CLIENT_CUSTOM_HEADERS": {}}
+    return {
+        getattr(prefect.settings, name): value
+        for name, value in empty.items()
+        if hasattr(prefect.settings, name)
+    }
 
 
 def _paths_under(home: Path) -> dict[Setting, object]:

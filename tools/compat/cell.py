@@ -27,6 +27,7 @@ from typing import Any
 
 import nox
 import tomllib
+from packaging.requirements import Requirement
 
 from . import matrix
 
@@ -85,8 +86,16 @@ def requirements(
     `test_requirements` (a group naming prefect-testkit-core) are left to `packages`.
     """
     installs = [core_extra(Path(p), cell) if Path(p).name == CORE else p for p in packages]
-    tools = [req for req in test_requirements if req not in packages]
+    core = next(Path(p) for p in packages if Path(p).name == CORE)
+    tools = minor_pins(core, cell, [req for req in test_requirements if req not in packages])
     return list(dict.fromkeys([*installs, f"prefect=={cell.prefect}", *tools]))
+
+
+def minor_pins(core: Path, cell: matrix.Cell, tools: Sequence[str]) -> list[str]:
+    """`tools`, with a pin of core's `test-prefect-3-N` group replacing the tool it names."""
+    groups = tomllib.loads((core / "pyproject.toml").read_text()).get("dependency-groups", {})
+    pins = {Requirement(pin).name: pin for pin in groups.get(f"test-{cell.extra}", [])}
+    return [pins.get(Requirement(tool).name, tool) for tool in tools]
 
 
 def installed_versions(session: nox.Session) -> dict[str, str]:

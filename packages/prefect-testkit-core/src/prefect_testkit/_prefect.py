@@ -1,6 +1,6 @@
-"""Where the harness reaches into Prefect: its settings contexts, its in-process registries
-and the server's transaction setup. (Its background workers are drained by
-`prefect_testkit_logging.drain_workers`, which the logging package's readers use too.)
+"""Where the harness reaches into Prefect: its settings contexts, its in-process registries,
+its API clients' classes and the server's transaction setup. (Its background workers are
+drained by `prefect_testkit_logging.drain_workers`, which the logging package's readers use.)
 
 Everything here depends on how a Prefect release works inside, not only on its public
 API; keeping it in one module is what lets the toolkit follow Prefect's releases in one
@@ -282,7 +282,7 @@ class Route:
     """Where this process's Prefect API clients may go while a harness is active."""
 
     api_url: str
-    private: bool  # the harness's traffic takes the route HTTP mocks do not see
+    hide_from_http_mocks: bool  # the harness's traffic takes the private route (_route.py)
     allow_other_apis: bool
     refused: list[str] = field(default_factory=list)  # the other APIs clients were built for
 
@@ -331,9 +331,9 @@ def _routed(cls: type[Any], transport_type: Callable[[httpx.Limits | None], Any]
         active = _ROUTES[-1]
         base_url, transport = kwargs.get("base_url"), kwargs.get("transport")
         active.check(base_url, transport)
-        origin = httpx.URL(active.api_url)
-        own = None
-        if active.private and transport is None and route.same_origin(str(base_url), origin):
+        origin, own = httpx.URL(active.api_url), None
+        ours = transport is None and route.same_origin(str(base_url), origin)
+        if active.hide_from_http_mocks and ours:
             own = transport_type(kwargs.get("limits"))
             # Mounted, so that closing the client closes it.
             mounts = {**(kwargs.get("mounts") or {}), route.origin_pattern(origin): own}

@@ -150,26 +150,24 @@ def read_options(config: pytest.Config) -> PluginOptions:
 
 
 def _autouse(config: pytest.Config) -> bool:
-    if config.getoption("prefect_harness_autouse"):
-        return True
-    raw = str(config.getini(AUTOUSE_INI))
-    value = parse_flag(raw) if raw.strip() else False
-    if value is not None:
-        return value
-    raise pytest.UsageError(
-        f"ini option {AUTOUSE_INI}={raw!r} is not a boolean; set it to true or false"
+    return bool(config.getoption("prefect_harness_autouse")) or _ini_flag(
+        config, AUTOUSE_INI, default=False
     )
 
 
 def private_home_enabled(config: pytest.Config) -> bool:
     """The ini option ``prefect_private_home``; read before the conftests are loaded."""
-    raw = str(config.getini(PRIVATE_HOME_INI))
-    value = parse_flag(raw) if raw.strip() else True
-    if value is not None:
-        return value
-    raise pytest.UsageError(
-        f"ini option {PRIVATE_HOME_INI}={raw!r} is not a boolean; set it to true or false"
-    )
+    return _ini_flag(config, PRIVATE_HOME_INI, default=True)
+
+
+def _ini_flag(config: pytest.Config, name: str, *, default: bool) -> bool:
+    raw = str(config.getini(name))
+    value = parse_flag(raw) if raw.strip() else default
+    if value is None:
+        raise pytest.UsageError(
+            f"ini option {name}={raw!r} is not a boolean; set it to true or false"
+        )
+    return value
 
 
 def _cli_or_ini(config: pytest.Config, dest: str, flag: str, ini: str) -> tuple[str, str] | None:

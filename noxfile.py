@@ -208,14 +208,17 @@ def bench(session: nox.Session) -> None:
     Default: the full run of issue 6 (3 repetitions, 200 three-task flows per harness);
     pass ``-- --quick`` for a smoke run or ``-- --help`` for the options, and
     ``-- --prefect 3.0.11`` to measure on a release of the compatibility matrix (with its
-    working set) instead of the newest Prefect.
+    working set) instead of the newest Prefect. The upstream suites of the real_suites
+    workload (tools/bench/upstream.py) are installed when their release supports that Prefect.
     """
     parser = argparse.ArgumentParser(prog="nox -s bench --", add_help=False)
     parser.add_argument("--prefect", choices=compat_matrix.PREFECT_VERSIONS)
     options, args = parser.parse_known_args(session.posargs)
     # Not editable: measure what a user would install.
-    # The root "test" group brings pytest, pytest-xdist and psutil; matplotlib draws the chart.
-    tools = [*dependency_group(ROOT, "test"), "matplotlib"]
+    # The root "test" group brings pytest, pytest-xdist and psutil; matplotlib draws the chart;
+    # pip downloads the real suites' sdists, whose integrations and test imports come here.
+    suites = bench_upstream.requirements(bench_upstream.installable(options.prefect))
+    tools = list(dict.fromkeys([*dependency_group(ROOT, "test"), "matplotlib", "pip", *suites]))
     if options.prefect:
         cell = compat_matrix.Cell(options.prefect, platform.python_version())
         session.install(*compat_cell.requirements(cell, all_packages(), tools))
@@ -263,7 +266,9 @@ def storm(session: nox.Session) -> None:
 
 
 # The compatibility matrix (tools/compat/README.md): its cells, and the code of a cell.
+# And the benchmark's upstream suites (tools/bench/upstream.py), for its installs.
 sys.path.insert(0, str(ROOT / "tools"))
+from bench import upstream as bench_upstream  # noqa: E402
 from compat import cell as compat_cell  # noqa: E402
 from compat import matrix as compat_matrix  # noqa: E402
 from compat import report as compat_report_  # noqa: E402

@@ -6,6 +6,10 @@ look faster than a user's first one would be.
 
 Writes ``<out>/events.jsonl`` (server pids as soon as they exist, so the parent
 can stop them if we hang) and ``<out>/result.json`` (the measurements).
+
+``--mode serve`` times nothing: it keeps a toolkit harness's server for other processes
+(the real suites' free-harness floor), writes where it is to ``<out>/ready.json`` and
+empties its database for every line read on stdin, until stdin closes.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 HARNESSES = ("toolkit", "prefect")
-MODES = ("entry", "session", "hold")
+MODES = ("entry", "session", "hold", "serve")
 STARTUP_TIMEOUT = 120
 
 
@@ -216,12 +220,17 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"Prefect's harness has no --database {args.database}")
         options["database"] = args.database
     result["database"] = args.database
+    if args.mode == "serve" and args.harness != "toolkit":
+        raise SystemExit("--mode serve needs the toolkit's harness (reset_database)")
     harness = harness_factory(**options)
     with _timed(result, "enter_seconds"):
         handle = harness.__enter__()
     try:
         pids = _server_pids(args.harness, handle)
         events.write(json.dumps({"server_pids": pids}) + "\n")
+        if args.mode == "serve":
+            _serve(handle, args.out)
+            return 0
         sampler = _RssSampler(_server_roots(args.harness, handle))
         with sampler:
             if args.mode == "hold":
@@ -273,9 +282,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _write(path: Path, data: dict[str, Any]) -> None:
+def _serve(handle: Any, out: Path) -> None:
+    """Serve other processes: say where the server is; a clean database per stdin line."""
+    ready = {"api_url": handle.api_url, "api_auth_string": handle.api_auth_string}
+    _write(out / "ready.json", ready, private=True)
+    for resets, _ in enumerate(sys.stdin, start=1):
+        handle.reset_database()
+        _write(out / "reset.json", {"resets": resets})
+
+
+def _write(path: Path, data: dict[str, Any], *, private: bool = False) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
+    # Private: the server's API auth string is only for the processes the bench starts.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o666)
+    with os.fdopen(fd, "w") as file:
+        file.write(json.dumps(data))
     os.replace(tmp, path)
 
 

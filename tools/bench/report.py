@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workloads import PREFECT, TOOLKIT, Samples
+from workloads import FLOOR, PREFECT, TOOLKIT, Samples
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def summarize(samples: Samples) -> dict[str, Any]:
         if target.zero_503:
             passed = passed and samples.extra.get("retry_503", {}).get(TOOLKIT, 0) == 0
         status = "pass" if passed else "FAIL"
-    return {
+    row = {
         "workload": samples.name,
         "unit": samples.unit,
         "toolkit_median": toolkit,
@@ -79,6 +79,15 @@ def summarize(samples: Samples) -> dict[str, Any]:
         "extra": samples.extra,
         "errors": samples.errors,
     }
+    if samples.floor is not None:
+        # The free-harness floor: the same work with a harness that costs nothing.
+        floor = _median(samples.floor)
+        row["floor_median"] = floor
+        row["floor_ratio"] = floor / prefect if floor is not None and prefect else None
+        # The harness's own cost: what the toolkit's run takes beyond the floor.
+        row["own_cost"] = toolkit - floor if toolkit is not None and floor is not None else None
+        row["samples"][FLOOR] = samples.floor
+    return row
 
 
 def machine() -> dict[str, Any]:
@@ -129,13 +138,87 @@ def table(rows: list[dict[str, Any]]) -> str:
                 row["status"],
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return _aligned(lines)
+
+
+def _aligned(lines: list[tuple[str, ...]]) -> str:
+    """Columns padded to their widest cell, the first line a header."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     out = [
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
         for line in lines
     ]
     out.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(out)
+
+
+VARIANTS = {"seq": "sequential", "n2": "-n 2"}
+
+
+def real_suites_table(rows: list[dict[str, Any]]) -> str:
+    """The real suites: toolkit, Prefect's harness, the floor, ratios and the harness's cost.
+
+    Empty when no row has a floor. The last rows are the medians across suites.
+    """
+    real = [row for row in rows if "suite" in row["extra"] and "floor_median" in row]
+    if not real:
+        return ""
+    header = ("suite", "mode", "toolkit", "prefect", "floor", "ratio", "floor/prefect")
+    header += ("own cost (toolkit - floor)", "tests")
+    lines = [header]
+    for row in real:
+        tests = row["extra"]["tests"]
+        counts = sorted({_tests(t) for t in tests.values()})
+        lines.append(
+            (
+                row["extra"]["suite"],
+                VARIANTS[row["extra"]["variant"]],
+                _fmt(row["toolkit_median"], "s"),
+                _fmt(row["prefect_median"], "s"),
+                _fmt(row["floor_median"], "s"),
+                _ratio(row["ratio"]),
+                _ratio(row["floor_ratio"]),
+                _signed(row["own_cost"]),
+                " / ".join(counts) if counts else row["status"],
+            )
+        )
+    for variant, label in VARIANTS.items():
+        of = [row for row in real if row["extra"]["variant"] == variant]
+        lines.append(
+            (
+                "median across suites",
+                label,
+                *(_fmt(_median_of(of, key), "s") for key in ("toolkit_median", "prefect_median")),
+                _fmt(_median_of(of, "floor_median"), "s"),
+                _ratio(_median_of(of, "ratio")),
+                _ratio(_median_of(of, "floor_ratio")),
+                _signed(_median_of(of, "own_cost")),
+                "",
+            )
+        )
+    return _aligned(lines)
+
+
+def _median_of(rows: list[dict[str, Any]], key: str) -> float | None:
+    return _median([row[key] for row in rows if row[key] is not None])
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _signed(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:+.2f} s"
+
+
+def _tests(counts: dict[str, int]) -> str:
+    """`41 passed, 3 skipped` from JUnit counts."""
+    bad = counts["failures"] + counts["errors"]
+    passed = counts["tests"] - bad - counts["skipped"]
+    text = f"{passed} passed"
+    if counts["skipped"]:
+        text += f", {counts['skipped']} skipped"
+    return text + (f", {bad} failed" if bad else "")
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

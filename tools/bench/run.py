@@ -1,7 +1,7 @@
 """Benchmark prefect-testkit against Prefect's own prefect_test_harness.
 
     python tools/bench/run.py [--repeat N] [--flows N] [--quick] [--only WORKLOAD...]
-                              [--output DIR]
+                              [--suites NAME...] [--output DIR]
 
 Both harnesses run the same workloads, interleaved, in one run; every figure is a
 median and the ratio toolkit/Prefect, so a busy machine slows both alike.
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import report
+import upstream
 import workloads
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,9 +32,12 @@ WORKLOADS = (
     "suite",
     "memory",
     "postgresql",
+    "real_suites",
 )
+SUITE_NAMES = tuple(suite.distribution for suite in upstream.SUITES)
 FULL = {"repeat": 3, "flows": 200, "trivial_flows": 50}
 QUICK = {"repeat": 1, "flows": 5, "trivial_flows": 5}
+QUICK_SUITES = 1  # --quick measures the first suite installed
 
 
 def _positive(text: str) -> int:
@@ -72,6 +76,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--only", nargs="+", choices=WORKLOADS, metavar="WORKLOAD", help=f"one of {WORKLOADS}"
     )
     parser.add_argument(
+        "--suites",
+        nargs="+",
+        choices=SUITE_NAMES,
+        metavar="NAME",
+        help=f"upstream suites for real_suites, of {SUITE_NAMES} (default: those whose "
+        f"release is installed here, all with nox; --quick: the first {QUICK_SUITES})",
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         default=ROOT / "bench-results",
@@ -89,6 +101,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.suites is None:
+        installed = [suite.distribution for suite in upstream.installed()]
+        args.suites = installed[:QUICK_SUITES] if args.quick else installed
     if args.output.exists() and not args.output.is_dir():
         parser.error(f"--output {args.output} exists and is not a directory")
     return args
@@ -136,6 +151,14 @@ def main(argv: list[str] | None = None) -> int:
         samples += workloads.four_workers(bench, workers=4, cache_dir=bench.warm_cache)
     if "postgresql" in selected:
         samples += workloads.backends(bench, repeat=args.repeat, flows=max(args.flows // 10, 3))
+    if "real_suites" in selected:
+        suites = [suite for suite in upstream.SUITES if suite.distribution in args.suites]
+        if suites:
+            samples += workloads.real_suites(bench, repeat=args.repeat, suites=suites)
+        else:
+            missing = workloads.Samples("real_suites", "s", floor=[])
+            missing.errors.append(f"none of {SUITE_NAMES} is installed here (nox installs them)")
+            samples.append(missing)
 
     leftovers = workloads.leftover_servers(bench)
     rows = [report.summarize(s) for s in samples]
@@ -150,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report.table(rows))
     print()
+    real = report.real_suites_table(rows)
+    if real:
+        print(real)
+        print()
     if leftovers:
         print(f"LEFTOVER PROCESSES from this run: {leftovers}")
     else:

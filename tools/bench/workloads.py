@@ -16,12 +16,15 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
+import floor
 import psutil
+import upstream
 
 from prefect_testkit.config import CACHE_DIR_ENV as CACHE_ENV
 from prefect_testkit.config import FACTORY_IDLE_ENV
@@ -33,6 +36,7 @@ MARKER_ENV = "PREFECT_TESTKIT_BENCH_RUN"
 LOCK_DIR_ENV = "PREFECT_TESTKIT_LOCK_DIR"  # the allocator's (prefect-testkit-xdist)
 HARNESS_ENV = "PREFECT_TESTKIT_BENCH_HARNESS"
 TOOLKIT, PREFECT = "toolkit", "prefect"
+FLOOR = "floor"  # the real suites' free harness: a no-op on a server already running
 MB = 1024 * 1024
 
 
@@ -50,9 +54,14 @@ class Samples:
     prefect: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    floor: list[float] | None = None  # a list for workloads measured against the floor too
 
     def add(self, harness: str, values: Iterable[float]) -> None:
-        (self.toolkit if harness == TOOLKIT else self.prefect).extend(values)
+        sides = {TOOLKIT: self.toolkit, PREFECT: self.prefect, FLOOR: self.floor}
+        target = sides[harness]
+        if target is None:
+            raise ValueError(f"{self.name} has no {harness} side")
+        target.extend(values)
 
 
 @dataclass
@@ -379,6 +388,204 @@ def _run_suite(bench: Bench, harness: str, variant: str, cache_dir: Path | None)
     if proc.returncode != 0:
         raise _failure(out, f"pytest ({harness}, {variant}) exited with {proc.returncode}")
     return seconds
+
+
+# The real suites' pytest runs: the variant's arguments.
+XDIST_WORKERS = 2
+REAL_VARIANTS = {"seq": [], "n2": ["-n", str(XDIST_WORKERS)]}
+# What each side adds to pytest; every side leaves the toolkit's pytest plugin out, so that
+# only the harness differs. The drop-in is the compatibility matrix's (tools/compat), with
+# a check that also counts xdist workers (dropin.py).
+REAL_SIDES = {
+    TOOLKIT: ["-p", "no:prefect_testkit", "-p", "bench.dropin"],
+    PREFECT: ["-p", "no:prefect_testkit"],
+    FLOOR: ["-p", "no:prefect_testkit", "-p", "bench.floor"],
+}
+# The floor's servers: one per xdist worker (the first for sequential runs).
+FLOOR_SERVERS = XDIST_WORKERS
+_READY_SECONDS = 180.0  # for a floor's server to start, or to empty its database
+
+
+def real_suites(bench: Bench, *, repeat: int, suites: list[upstream.Suite]) -> list[Samples]:
+    """Upstream suites, unchanged, with the toolkit's harness, Prefect's, and the floor.
+
+    Per repetition, suite and variant (sequential, ``-n 2``) the three sides run one after
+    the other, the order rotated every repetition. The toolkit's harness is swapped in
+    from outside the files by the drop-in plugin, as a user's one-line change would;
+    Prefect's is the suite as released; the floor replaces the harness with a no-op on a
+    server started before the timed runs (floor.py): one per xdist worker, as each side
+    has one per worker, their databases emptied before each run.
+    """
+    rows: dict[tuple[str, str], Samples] = {
+        (suite.name, variant): Samples(
+            f"real_suite_{variant}@{suite.name}",
+            "s",
+            floor=[],
+            extra={"suite": suite.name, "variant": variant, "tests": {}},
+        )
+        for suite in suites
+        for variant in REAL_VARIANTS
+    }
+    ready: list[tuple[upstream.Suite, Path]] = []
+    for suite in suites:
+        bench.log(f"real suites: {suite.name}, tests from its sdist")
+        try:
+            ready.append((suite, _fetch_suite(bench, suite)))
+        except WorkloadError as exc:
+            bench.log(f"  FAILED: {exc}")
+            for variant in REAL_VARIANTS:
+                rows[(suite.name, variant)].errors.append(str(exc))
+    if not ready:
+        return list(rows.values())
+    with _floor_servers(bench, FLOOR_SERVERS) as servers:
+        for rep in range(repeat):
+            sides = [TOOLKIT, PREFECT, FLOOR]
+            sides = sides[rep % 3 :] + sides[: rep % 3]
+            for suite, directory in ready:
+                for variant in REAL_VARIANTS:
+                    samples = rows[(suite.name, variant)]
+                    for side in sides:
+                        bench.log(f"rep {rep + 1}/{repeat}: {suite.name} {variant} with {side}")
+                        try:
+                            env = _real_env(bench, side, servers)
+                            seconds, tests = _run_real(bench, directory, side, variant, env)
+                        except WorkloadError as exc:
+                            bench.log(f"  FAILED: {exc}")
+                            samples.errors.append(str(exc))
+                        else:
+                            samples.add(side, [seconds])
+                            samples.extra["tests"][side] = tests
+    return list(rows.values())
+
+
+def _fetch_suite(bench: Bench, suite: upstream.Suite) -> Path:
+    """The suite's directory; refused unless its release is the one installed here."""
+    installed = upstream.installed_version(suite)
+    if installed != suite.version:
+        raise WorkloadError(
+            f"{suite.requirement} is needed, {installed or 'nothing'} is installed "
+            "(nox -s bench installs the suites that support its Prefect)"
+        )
+    try:
+        return upstream.fetch(suite, bench.workdir / "real-suites")
+    except (subprocess.CalledProcessError, OSError, RuntimeError) as exc:
+        raise WorkloadError(f"could not get the tests of {suite.name}: {exc}") from exc
+
+
+def _real_env(bench: Bench, side: str, servers: list[_FloorServer]) -> dict[str, str]:
+    if side == PREFECT:
+        return bench.env(PREFECT, None)
+    # The drop-in (bench.dropin) and the floor (bench.floor) are plugins under tools/.
+    env = bench.env(side, bench.warm_cache if side == TOOLKIT else None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), env.get("PYTHONPATH")]))
+    if side == FLOOR:
+        if not servers:
+            raise WorkloadError("the floor's servers did not start (see their log above)")
+        for server in servers:
+            server.reset()
+        env[floor.SERVERS_ENV] = json.dumps([server.address for server in servers])
+    return env
+
+
+def _run_real(
+    bench: Bench, directory: Path, side: str, variant: str, env: dict[str, str]
+) -> tuple[float, dict[str, int]]:
+    """Wall seconds of pytest on the suite, and its counts of tests (from JUnit XML)."""
+    out = bench.new_dir(f"real-{directory.name}-{side}-{variant}")
+    junit = out / "junit.xml"
+    argv = [sys.executable, "-m", "pytest", "-q", *REAL_SIDES[side], *REAL_VARIANTS[variant]]
+    argv += ["--junitxml", str(junit), "tests"]
+    started = time.perf_counter()
+    proc = _start(bench, argv, out, env, stdin=subprocess.DEVNULL, cwd=directory)
+    try:
+        proc.wait(timeout=bench.timeout * 3)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        raise _failure(out, f"pytest ({directory.name}, {side}, {variant}) timed out") from None
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise _failure(
+            out, f"pytest ({directory.name}, {side}, {variant}) exited with {proc.returncode}"
+        )
+    return seconds, _junit_counts(junit)
+
+
+def _junit_counts(path: Path) -> dict[str, int]:
+    suites = list(ElementTree.parse(path).getroot().iter("testsuite"))
+    keys = ("tests", "failures", "errors", "skipped")
+    return {key: sum(int(suite.get(key, 0)) for suite in suites) for key in keys}
+
+
+@contextlib.contextmanager
+def _floor_servers(bench: Bench, count: int) -> Iterator[list[_FloorServer]]:
+    """The floor's running servers, or none if one did not start (the floor then fails)."""
+    bench.log(f"real suites: starting the floor's {count} servers (not timed)")
+    servers: list[_FloorServer] = []
+    try:
+        for index in range(count):
+            out = bench.new_dir(f"floor-server-{index}")
+            argv = [sys.executable, str(WORKER), "--harness", TOOLKIT, "--mode", "serve"]
+            env = bench.env(TOOLKIT, bench.warm_cache)
+            proc = _start(bench, [*argv, "--out", str(out)], out, env, stdin=subprocess.PIPE)
+            servers.append(_FloorServer(bench, proc, out))
+        try:
+            for server in servers:
+                server.address = server.wait_for(server.out / "ready.json", "start")
+        except WorkloadError as exc:
+            bench.log(f"  FAILED: {exc}")
+            yield []
+        else:
+            yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@dataclass
+class _FloorServer:
+    """One of the floor's servers: a toolkit harness held by a worker (``--mode serve``)."""
+
+    bench: Bench
+    proc: subprocess.Popen[bytes]
+    out: Path
+    address: dict[str, Any] = field(default_factory=dict)  # api_url, api_auth_string
+    resets: int = 0
+
+    def reset(self) -> None:
+        """Empty its database before a timed run (not timed)."""
+        assert self.proc.stdin is not None
+        self.resets += 1
+        try:
+            self.proc.stdin.write(b"reset\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            raise _failure(self.out, "the floor's server is gone") from None
+        self.wait_for(self.out / "reset.json", "reset", lambda done: done["resets"] >= self.resets)
+
+    def wait_for(
+        self, path: Path, what: str, done: Callable[[dict[str, Any]], bool] = lambda _: True
+    ) -> dict[str, Any]:
+        """The worker's JSON file once ``done`` says it is, while the worker lives."""
+        deadline = time.monotonic() + _READY_SECONDS
+        while True:
+            if path.exists():
+                data: dict[str, Any] = json.loads(path.read_text())
+                if done(data):
+                    return data
+            if self.proc.poll() is not None:
+                raise _failure(self.out, f"the floor's server exited with {self.proc.returncode}")
+            if time.monotonic() > deadline:
+                raise _failure(self.out, f"the floor's server did not {what} in time")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            _kill_group(self.proc)
+        _reap_servers(self.bench, self.out)
 
 
 def four_workers(bench: Bench, *, workers: int, cache_dir: Path | None) -> list[Samples]:

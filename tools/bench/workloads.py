@@ -448,7 +448,7 @@ def real_suites(bench: Bench, *, repeat: int, suites: list[upstream.Suite]) -> l
                         bench.log(f"rep {rep + 1}/{repeat}: {suite.name} {variant} with {side}")
                         try:
                             env = _real_env(bench, side, servers)
-                            seconds, tests = _run_real(bench, directory, side, variant, env)
+                            seconds, tests = _run_real(bench, suite, directory, side, variant, env)
                         except WorkloadError as exc:
                             bench.log(f"  FAILED: {exc}")
                             samples.errors.append(str(exc))
@@ -488,13 +488,18 @@ def _real_env(bench: Bench, side: str, servers: list[_FloorServer]) -> dict[str,
 
 
 def _run_real(
-    bench: Bench, directory: Path, side: str, variant: str, env: dict[str, str]
+    bench: Bench,
+    suite: upstream.Suite,
+    directory: Path,
+    side: str,
+    variant: str,
+    env: dict[str, str],
 ) -> tuple[float, dict[str, int]]:
     """Wall seconds of pytest on the suite, and its counts of tests (from JUnit XML)."""
     out = bench.new_dir(f"real-{directory.name}-{side}-{variant}")
     junit = out / "junit.xml"
     argv = [sys.executable, "-m", "pytest", "-q", *REAL_SIDES[side], *REAL_VARIANTS[variant]]
-    argv += ["--junitxml", str(junit), "tests"]
+    argv += [*suite.pytest_args(), "--junitxml", str(junit), "tests"]
     started = time.perf_counter()
     proc = _start(bench, argv, out, env, stdin=subprocess.DEVNULL, cwd=directory)
     try:

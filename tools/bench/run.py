@@ -4,7 +4,8 @@
                               [--suites NAME...] [--output DIR]
 
 Both harnesses run the same workloads, interleaved, in one run; every figure is a
-median and the ratio toolkit/Prefect, so a busy machine slows both alike.
+median and the ratio toolkit/Prefect, so a busy machine slows both alike. real_suites
+runs upstream suites unchanged, also against a free harness (the floor, README.md).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ WORKLOADS = (
 SUITE_NAMES = tuple(suite.distribution for suite in upstream.SUITES)
 FULL = {"repeat": 3, "flows": 200, "trivial_flows": 50}
 QUICK = {"repeat": 1, "flows": 5, "trivial_flows": 5}
-QUICK_SUITES = 1  # --quick measures the first suite installed
+QUICK_SUITES = 1  # --quick measures the first suite installed only
 
 
 def _positive(text: str) -> int:
@@ -81,7 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=SUITE_NAMES,
         metavar="NAME",
         help=f"upstream suites for real_suites, of {SUITE_NAMES} (default: those whose "
-        f"release is installed here, all with nox; --quick: the first {QUICK_SUITES})",
+        f"release is installed here, all with nox; --quick: the first of those)",
     )
     parser.add_argument(
         "--output",

@@ -377,16 +377,28 @@ def _run_suite(bench: Bench, harness: str, variant: str, cache_dir: Path | None)
     if harness == PREFECT:
         # The toolkit's plugin is not what is being measured here; keep it out.
         argv += ["-p", "no:prefect_testkit"]
+    return _timed_pytest(bench, argv, out, bench.env(harness, cache_dir), f"{harness}, {variant}")
+
+
+def _timed_pytest(
+    bench: Bench,
+    argv: list[str],
+    out: Path,
+    env: dict[str, str],
+    what: str,
+    cwd: Path | None = None,
+) -> float:
+    """Wall seconds of one pytest run; its failure or timeout raises, naming ``what``."""
     started = time.perf_counter()
-    proc = _start(bench, argv, out, bench.env(harness, cache_dir), stdin=subprocess.DEVNULL)
+    proc = _start(bench, argv, out, env, stdin=subprocess.DEVNULL, cwd=cwd)
     try:
         proc.wait(timeout=bench.timeout * 3)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
-        raise _failure(out, f"pytest ({harness}, {variant}) timed out") from None
+        raise _failure(out, f"pytest ({what}) timed out") from None
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
-        raise _failure(out, f"pytest ({harness}, {variant}) exited with {proc.returncode}")
+        raise _failure(out, f"pytest ({what}) exited with {proc.returncode}")
     return seconds
 
 
@@ -500,18 +512,8 @@ def _run_real(
     junit = out / "junit.xml"
     argv = [sys.executable, "-m", "pytest", "-q", *REAL_SIDES[side], *REAL_VARIANTS[variant]]
     argv += [*suite.pytest_args(), "--junitxml", str(junit), "tests"]
-    started = time.perf_counter()
-    proc = _start(bench, argv, out, env, stdin=subprocess.DEVNULL, cwd=directory)
-    try:
-        proc.wait(timeout=bench.timeout * 3)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        raise _failure(out, f"pytest ({directory.name}, {side}, {variant}) timed out") from None
-    seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise _failure(
-            out, f"pytest ({directory.name}, {side}, {variant}) exited with {proc.returncode}"
-        )
+    what = f"{directory.name}, {side}, {variant}"
+    seconds = _timed_pytest(bench, argv, out, env, what, cwd=directory)
     return seconds, _junit_counts(junit)
 
 

@@ -4,12 +4,14 @@ exchange over its socket. The daemon itself is in `factory.py`."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import socket
 import struct
 import sys
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,13 +61,28 @@ def _identity() -> list[str]:
     prefix is there as well as the interpreter because a venv's bin/python is a symlink
     to the base interpreter: resolved, it is the same for every venv, yet each venv has
     its own packages. The testkit's own files are there so that an edited (editable)
-    install never gets servers forked from a factory running the old code.
+    install never gets servers forked from a factory running the old code, and the
+    distributions installed in the environment so that none is served from a factory that
+    imported its earlier version, or never loaded it (a Prefect integration installed since).
     """
     parts = [os.path.realpath(sys.prefix), os.path.realpath(sys.executable), prefect.__version__]
+    parts += _installed_distributions()
     for module in sorted(Path(__file__).resolve().parents[1].rglob("*.py")):
         info = module.stat()
         parts += [str(module), str(info.st_mtime_ns), str(info.st_size)]
     return parts
+
+
+def _installed_distributions() -> list[str]:
+    """The metadata directories in the environment's install locations (names carry versions)."""
+    locations = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
+    names: list[str] = []
+    for location in sorted(locations):
+        with contextlib.suppress(OSError):
+            names += sorted(
+                name for name in os.listdir(location) if name.endswith((".dist-info", ".egg-info"))
+            )
+    return names
 
 
 def usable(paths: FactoryPaths) -> bool:
